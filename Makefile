@@ -1,0 +1,39 @@
+# Two commands to start: `make demo` and `make test`. Both set up `.venv` first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: venv demo test test-all bench lint format clean
+
+venv: $(INSTALLED)
+
+# Reinstalls only when pyproject.toml changes; the package itself is editable.
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "adaptive_jax needs Python >= 3.11, got " + sys.version' 
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: venv
+	$(BIN)/python examples/table_demo.py
+
+test: venv lint
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python benchmarks/table_bench.py
+
+lint: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
