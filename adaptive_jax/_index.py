@@ -2,10 +2,11 @@
 
 Each key has two candidate buckets of `WAYS` slots, one in each half of the index,
 and is stored in the emptier of the two, the left one on ties (two-choice hashing,
-"always go left", Vöcking 2003). With two slots per row of capacity, a table
-filled to capacity holds at most 7 keys in a bucket of 8 (simulated with 2**21
-keys), so that a key finding both buckets full is astronomically rare; it is
-refused and counted as an overflow, like a key that finds the table full.
+"always go left", Vöcking 2003). With two slots per row of capacity, a table of
+2**21 rows filled to capacity, and then with half its keys replaced five times,
+holds at most 7 keys in any bucket of 8 (a test checks it), so that a key finding
+both its buckets full is astronomically rare; it is refused and counted as an
+overflow, like a key that finds the table full.
 
 A bucket is one 64-byte line of `2 * WAYS` int32: the tags of its slots, then their
 rows. A key's tag is an odd 31-bit hash, independent of its buckets; a free slot
@@ -133,9 +134,10 @@ def _recheck(
 ) -> Probe:
     """Replaces the `suspicious` answers of `fast` by exact ones, one at a time.
 
-    A loop over the (almost always zero) suspicious entries, rather than a
-    `lax.cond` over the whole batch: a conditional that reads the index would make
-    XLA copy it before the caller updates it in place.
+    Suspicious entries are rare (a key sharing its tag with another key of its
+    buckets: about one query in 2**28 at full load), so a loop over them costs
+    nothing in the usual case, where an exact pass over the batch would cost
+    several probes.
     """
 
     def one(state):

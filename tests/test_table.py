@@ -286,18 +286,59 @@ def test_updates_work_in_place_without_copying_the_table(name):
     jax.block_until_ready(out)
 
 
-def test_second_call_with_the_same_shapes_does_not_compile():
-    calls = [
-        (table.lookup, lambda state, batch: (state, batch)),
-        (table.lookup_or_insert, lambda state, batch: (state, batch, all_true(16))),
-        (table.remove, lambda state, batch: (state, batch)),
-    ]
-    for fn, args in calls:
-        jitted = jax.jit(fn)
-        sizes = []
-        for seed in range(2):
-            state = table.DynamicTable.create(33)
-            batch = ids.from_numpy(np.random.default_rng(seed).integers(0, 99, 16))
-            jax.block_until_ready(jitted(*args(state, batch)))
-            sizes.append(jitted._cache_size())
-        assert sizes[1] == sizes[0], fn.__name__
+STEP_FUNCTIONS = {
+    "lookup": lambda state, batch: (state, batch),
+    "lookup_or_insert": lambda state, batch: (state, batch, all_true(16)),
+    "remove": lambda state, batch: (state, batch),
+    "remove_rows": lambda state, batch: (state, table.live_rows(state)),
+    "advance_step": lambda state, batch: (state,),
+    "live_rows": lambda state, batch: (state,),
+    "num_live": lambda state, batch: (state,),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STEP_FUNCTIONS))
+def test_step_functions_jit_keep_shapes_and_compile_once(name):
+    jitted = jax.jit(getattr(table, name))
+    sizes = []
+    for seed in range(2):
+        state = jax.jit(table.DynamicTable.create, static_argnums=0)(33)
+        batch = ids.from_numpy(np.random.default_rng(seed).integers(0, 99, 16))
+        state, _ = insert(state, batch, all_true(16))
+        out = jitted(*STEP_FUNCTIONS[name](state, batch))
+        jax.block_until_ready(out)
+        sizes.append(jitted._cache_size())
+    assert sizes[1] == sizes[0]
+    if isinstance(out, table.DynamicTable):
+        shapes = jax.tree.map(lambda a: (a.shape, a.dtype), out)
+        assert shapes == jax.tree.map(lambda a: (a.shape, a.dtype), state)
+
+
+def fill_and_churn(capacity: int, rounds: int) -> table.DynamicTable:
+    """Fills a table to capacity, then replaces half its keys `rounds` times."""
+    rng = np.random.default_rng(capacity)
+    batch = 2**14
+    state = table.DynamicTable.create(capacity)
+    keys = rng.integers(-(2**63), 2**63 - 1, capacity, dtype=np.int64)
+    for chunk in np.split(keys, capacity // batch):
+        state, _ = insert(state, ids.from_numpy(chunk), all_true(batch))
+    for _ in range(rounds):
+        drop = rng.choice(capacity, capacity // 2, replace=False)
+        for chunk in np.split(keys[drop], len(drop) // batch):
+            state, _ = remove(state, ids.from_numpy(chunk))
+        keys[drop] = rng.integers(-(2**63), 2**63 - 1, len(drop), dtype=np.int64)
+        for chunk in np.split(keys[drop], len(drop) // batch):
+            state, _ = insert(state, ids.from_numpy(chunk), all_true(batch))
+    return state
+
+
+def assert_full_without_bucket_overflow(state: table.DynamicTable):
+    assert int(table.num_live(state)) == state.capacity
+    assert int(state.overflows) == 0
+    tags = np.asarray(state.slots[:, : _index.WAYS])
+    assert (tags != _index.FREE_TAG).sum(axis=1).max() <= _index.WAYS - 1
+
+
+def test_a_full_table_under_churn_keeps_a_free_way_in_every_bucket():
+    # The table of the benchmark, full, then half its keys replaced five times.
+    assert_full_without_bucket_overflow(fill_and_churn(2**21, rounds=5))
