@@ -140,6 +140,9 @@ def _recheck(
     several probes.
     """
 
+    if suspicious.size == 0:
+        return fast
+
     def one(state):
         row, slot, todo = state
         i = jnp.argmax(todo)

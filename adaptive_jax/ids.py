@@ -12,7 +12,8 @@ int64 arrays.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +51,10 @@ class Ids:
         return Ids(self.hi[index], self.lo[index])
 
 
+IdsLike: TypeAlias = "Ids | jax.Array | np.ndarray | Sequence[int]"
+"""What functions that take ids accept; see `as_ids`."""
+
+
 def _check_integer_dtype(dtype: np.dtype, what: str) -> None:
     if not (np.issubdtype(dtype, np.integer) and dtype != np.bool_):
         raise TypeError(
@@ -58,7 +63,7 @@ def _check_integer_dtype(dtype: np.dtype, what: str) -> None:
         )
 
 
-def from_numpy(values: Any) -> Ids:
+def from_numpy(values: np.ndarray | Sequence[int]) -> Ids:
     """Splits int64 ids on the host, exactly, into `Ids` of JAX uint32 arrays.
 
     Args:
@@ -95,7 +100,7 @@ def to_numpy(ids: Ids) -> np.ndarray:
     return ((hi << np.uint64(_WORD)) | lo).view(np.int64)
 
 
-def as_ids(values: Any) -> Ids:
+def as_ids(values: IdsLike) -> Ids:
     """Returns `values` as `Ids`; works inside `jax.jit`.
 
     Args:

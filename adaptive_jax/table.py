@@ -22,8 +22,6 @@ it on every call:
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,7 +42,8 @@ class DynamicTable:
     Attributes:
       row_keys: `[capacity, 2] uint32`, the key (hi, lo words) held by each row;
         meaningless for free rows.
-      slots: `[num_buckets, 2, WAYS] int32`, the index from key to row.
+      slots: `[num_buckets, 2 * WAYS] int32`, the index from key to row (see
+        `_index`).
       free_list: `[capacity] int32`, a stack: the free rows are
         `free_list[:num_free]`, and the next one handed out is
         `free_list[num_free - 1]`.
@@ -114,7 +113,7 @@ class DynamicTable:
 
 
 def _flat_inputs(
-    keys: Any, **masks: Any
+    keys: ids_lib.IdsLike, **masks: jax.Array | None
 ) -> tuple[ids_lib.Ids, tuple[int, ...], list[jax.Array]]:
     """Checks and flattens the keys and their same-shaped masks (None: all True)."""
     ids = ids_lib.as_ids(keys)
@@ -135,7 +134,9 @@ def _flat_inputs(
     return ids.reshape(-1), ids.shape, flat_masks
 
 
-def lookup(table: DynamicTable, keys: Any, *, valid: Any = None) -> jax.Array:
+def lookup(
+    table: DynamicTable, keys: ids_lib.IdsLike, *, valid: jax.Array | None = None
+) -> jax.Array:
     """Rows of `keys`, EMPTY (-1) where absent. Changes nothing.
 
     Args:
@@ -173,6 +174,8 @@ def _insert(
     XLA updates it in place.
     """
     n = contending.shape[0]
+    if n == 0:
+        return table, jnp.full((0,), EMPTY, jnp.int32)
     size = -(-n // _CHUNKS)
     rank = _numerics.exclusive_count(contending)
     num_chunks = -(-jnp.sum(contending, dtype=jnp.int32) // size)
@@ -233,7 +236,11 @@ def _insert_entries(
 
 
 def lookup_or_insert(
-    table: DynamicTable, keys: Any, insert: Any, *, valid: Any = None
+    table: DynamicTable,
+    keys: ids_lib.IdsLike,
+    insert: jax.Array,
+    *,
+    valid: jax.Array | None = None,
 ) -> tuple[DynamicTable, jax.Array]:
     """Rows of `keys`, giving a free row to each absent key whose `insert` is True.
 
@@ -285,7 +292,7 @@ def _touch(table: DynamicTable, rows: jax.Array) -> DynamicTable:
 
 
 def remove(
-    table: DynamicTable, keys: Any, *, valid: Any = None
+    table: DynamicTable, keys: ids_lib.IdsLike, *, valid: jax.Array | None = None
 ) -> tuple[DynamicTable, jax.Array]:
     """Removes `keys`: their rows go back to the free list, their counters to 0.
 

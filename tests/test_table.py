@@ -139,6 +139,19 @@ def test_invalid_entries_touch_nothing():
         np.testing.assert_array_equal(a, b)
 
 
+def test_empty_batches_keep_their_shape_and_change_nothing():
+    state = table.DynamicTable.create(4)
+    empty = ids.from_numpy(np.zeros((0, 3), np.int64))
+    before = state_arrays(state)
+    assert lookup(state, empty).shape == (0, 3)
+    state, rows = jax.jit(table.lookup_or_insert)(state, empty, jnp.ones((0, 3), bool))
+    assert rows.shape == (0, 3)
+    state, rows = jax.jit(table.remove)(state, empty)
+    assert rows.shape == (0, 3)
+    for a, b in zip(before, state_arrays(state), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_churn_leaves_no_tombstones():
     state = table.DynamicTable.create(64)
     rng = np.random.default_rng(0)
