@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax import hashing
+from adaptive_jax import _device_hash
 from adaptive_jax import ids as ids_lib
 
 WAYS = 8
@@ -77,12 +77,12 @@ def candidates(ids: ids_lib.Ids, slots: jax.Array) -> Candidates:
     """
     total = slots.shape[0]
     half = total // 2
-    h_left = hashing.hash32(ids, _SEED_LEFT)
-    h_tag = hashing.hash32(ids, _SEED_TAG)
-    h_right = hashing.fmix32(h_left ^ (h_tag >> 16 | h_tag << 16))
+    h_left = _device_hash.hash32(ids, _SEED_LEFT)
+    h_tag = _device_hash.hash32(ids, _SEED_TAG)
+    h_right = _device_hash.fmix32(h_left ^ (h_tag >> 16 | h_tag << 16))
     return Candidates(
-        left=hashing.reduce_range(h_left, half),
-        right=half + hashing.reduce_range(h_right, total - half),
+        left=_device_hash.reduce_range(h_left, half),
+        right=half + _device_hash.reduce_range(h_right, total - half),
         tag=jax.lax.bitcast_convert_type(h_tag | 1, jnp.int32),
     )
 

@@ -1,79 +1,36 @@
-"""Hashes of ids: a fast on-device integer hash for buckets, tags and partitions.
+"""Hashes of ids: TensorFlow's buckets on the host, a fast integer hash on device.
 
-The device hash works on the two uint32 words of an `Ids`, so it runs with x64 off
-and on and gives the same answer in both. It chains MurmurHash3's 32-bit finaliser
-(`fmix32`, a bijection of uint32 with full avalanche) over the two words, seeded,
-so that differently seeded hashes of the same id are independent.
+On the host, bit for bit as TensorFlow and DeepRec compute them (farmhash's
+Fingerprint64 of the UTF-8 bytes; ints through their decimal string):
+
+- `fingerprint64(values)`: TensorFlow's `Fingerprint64`, `np.uint64`;
+- `to_hash_bucket_fast(values, num_buckets)`: `tf.strings.to_hash_bucket_fast`,
+  and DeepRec's static bucket of an int or string id;
+- `string_to_key(values)`: DeepRec's embedding-variable key of a string.
+
+On device, jittable, with x64 off or on, on `ids.Ids`:
+
+- `hash32(ids, seed)`: a 32-bit hash, one independent function per seed;
+- `bucket(ids, num_buckets, seed=0)`, `partition(ids, num_partitions)`;
+- `fmix32`, `reduce_range`: the pieces they are made of.
 """
 
-from __future__ import annotations
+from adaptive_jax._device_hash import bucket as bucket
+from adaptive_jax._device_hash import fmix32 as fmix32
+from adaptive_jax._device_hash import hash32 as hash32
+from adaptive_jax._device_hash import partition as partition
+from adaptive_jax._device_hash import reduce_range as reduce_range
+from adaptive_jax._fingerprint import fingerprint64 as fingerprint64
+from adaptive_jax._fingerprint import string_to_key as string_to_key
+from adaptive_jax._fingerprint import to_hash_bucket_fast as to_hash_bucket_fast
 
-import jax
-import jax.numpy as jnp
-
-from adaptive_jax import ids as ids_lib
-
-# 2**32 / golden ratio (odd): consecutive seeds give well-spread salts.
-_SEED_STRIDE = 0x9E3779B9
-_SEED_OFFSET = 0x7F4A7C15
-
-
-def fmix32(x: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finaliser: a bijection of uint32 with full avalanche."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x85EBCA6B)
-    x = x ^ (x >> 13)
-    x = x * jnp.uint32(0xC2B2AE35)
-    return x ^ (x >> 16)
-
-
-def hash32(ids: ids_lib.Ids, seed: int) -> jax.Array:
-    """A 32-bit hash of int64 ids, one independent function per seed.
-
-    For a fixed `hi` word the hash is a bijection of `lo`, so ids that differ only
-    in their low 32 bits (sequential ids, say) never collide.
-
-    Args:
-      ids: the ids, any shape.
-      seed: a Python int that selects the hash function.
-
-    Returns:
-      `uint32` array of the shape of `ids`.
-    """
-    salt = jnp.uint32((seed * _SEED_STRIDE + _SEED_OFFSET) & 0xFFFFFFFF)
-    return fmix32(ids.lo ^ fmix32(ids.hi ^ salt))
-
-
-def reduce_range(hashes: jax.Array, n: int) -> jax.Array:
-    """Maps uint32 hashes onto `[0, n)` without modulo bias: `(h * n) >> 32`.
-
-    The 32x32 -> 64 bit product is formed from 16-bit halves, so no 64-bit type is
-    needed.
-
-    Args:
-      hashes: `uint32` array.
-      n: a Python int in `[1, 2**31]`.
-
-    Returns:
-      `int32` array in `[0, n)`, shape of `hashes`.
-    """
-    if not 1 <= n <= 2**31:
-        raise ValueError(f"reduce_range: n must be in [1, 2**31], got {n}")
-    h_hi, h_lo = hashes >> 16, hashes & 0xFFFF
-    n_hi, n_lo = jnp.uint32(n >> 16), jnp.uint32(n & 0xFFFF)
-    lo_lo, hi_lo, lo_hi = h_lo * n_lo, h_hi * n_lo, h_lo * n_hi
-    carry = ((lo_lo >> 16) + (hi_lo & 0xFFFF) + (lo_hi & 0xFFFF)) >> 16
-    high_word = h_hi * n_hi + (hi_lo >> 16) + (lo_hi >> 16) + carry
-    return high_word.astype(jnp.int32)
-
-
-def bucket(ids: ids_lib.Ids, num_buckets: int, *, seed: int = 0) -> jax.Array:
-    """On-device bucket of int64 ids: `reduce_range(hash32(ids, seed), num_buckets)`.
-
-    Example:
-      >>> import numpy as np
-      >>> b = bucket(ids_lib.from_numpy(np.arange(5)), 10)
-      >>> bool(((0 <= b) & (b < 10)).all())
-      True
-    """
-    return reduce_range(hash32(ids, seed), num_buckets)
+__all__ = (
+    "bucket",
+    "fingerprint64",
+    "fmix32",
+    "hash32",
+    "partition",
+    "reduce_range",
+    "string_to_key",
+    "to_hash_bucket_fast",
+)

@@ -129,6 +129,21 @@ def as_ids(values: IdsLike) -> Ids:
     return Ids(hi, lo)
 
 
+def as_int64(ids: Ids) -> jax.Array:
+    """Joins `Ids` into a JAX int64 array; works inside `jax.jit`, needs x64 on.
+
+    Raises:
+      ValueError: x64 is off, so JAX has no int64 array to give.
+    """
+    if not jax.config.jax_enable_x64:
+        raise ValueError(
+            "as_int64 needs jax_enable_x64 (or `with jax.enable_x64(True):`); "
+            "with x64 off, keep ids as Ids, or use to_numpy on the host"
+        )
+    bits = (ids.hi.astype(jnp.uint64) << _WORD) | ids.lo.astype(jnp.uint64)
+    return jax.lax.bitcast_convert_type(bits, jnp.int64)
+
+
 def equal(a: Ids, b: Ids) -> jax.Array:
     """Elementwise `a == b` over both words."""
     return (a.hi == b.hi) & (a.lo == b.lo)

@@ -81,3 +81,13 @@ def test_ids_are_a_pytree_that_slices():
     assert len(leaves) == 2
     assert ids.to_numpy(split[1:]).tolist() == [-6, 7]
     assert ids.equal(split, ids.from_numpy([5, 6, 7])).tolist() == [True, False, True]
+
+
+def test_as_int64_joins_the_words_with_x64_on_and_refuses_with_it_off():
+    values = np.array(EXTREMES, np.int64)
+    split = ids.from_numpy(values)
+    with jax.enable_x64(True):
+        joined = jax.jit(ids.as_int64)(split)
+    np.testing.assert_array_equal(np.asarray(joined), values)
+    with pytest.raises(ValueError, match="x64"):
+        ids.as_int64(split)
