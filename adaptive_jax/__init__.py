@@ -2,6 +2,7 @@
 
 from adaptive_jax import hashing as hashing
 from adaptive_jax import ids as ids
+from adaptive_jax import optim as optim
 from adaptive_jax import sparse as sparse
 from adaptive_jax import table as table
 from adaptive_jax.ids import Ids as Ids
@@ -16,6 +17,7 @@ __all__ = (
     "SparseIds",
     "hashing",
     "ids",
+    "optim",
     "sparse",
     "table",
 )

@@ -1,0 +1,178 @@
+"""Sparse row updates of a table and its row-aligned slots, O(ids x dim) a step.
+
+Given a table `[num_rows, dim]`, its slots (each `[num_rows, dim]`, row for row)
+and a batch of (row id, row gradient) pairs with repeats, `apply_sparse` sums the
+repeats per row, as TensorFlow's optimizers do before their sparse kernels, then
+gathers, updates and scatters only those rows: no dense gradient, no pass over
+the other rows. Jit it with the table and slots donated, so that the scatters
+write in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import checkify
+
+from adaptive_jax import _device_hash, _numerics
+
+_CHUNKS = 8
+
+
+def first_occurrence(rows: jax.Array, valid: jax.Array) -> jax.Array:
+    """For each valid entry, the index of the first valid entry with its row.
+
+    Sort-free: entries hash their row into a scratch twice the batch size and a
+    scatter-min keeps the lowest index per slot; an entry whose slot went to
+    another row hashes again, with another seed, next round. Repeats of a row
+    always share a slot, so they settle together, on their first occurrence.
+
+    Args:
+      rows: `[k] int32` row ids.
+      valid: `[k] bool`; invalid entries get -1.
+
+    Returns:
+      `[k] int32`.
+    """
+    k = rows.shape[0]
+    size = 1 << max(1, (2 * k - 1).bit_length())
+    iota = jnp.arange(k, dtype=jnp.int32)
+    words = rows.astype(jnp.uint32)
+
+    def one_round(state):
+        first, pending, round_ = state
+        salt = (round_.astype(jnp.uint32) + 1) * jnp.uint32(0x9E3779B9)
+        slot = (_device_hash.fmix32(words ^ salt) & jnp.uint32(size - 1)).astype(
+            jnp.int32
+        )
+        scratch = jnp.full((size,), k, jnp.int32)
+        scratch = scratch.at[jnp.where(pending, slot, size)].min(iota, mode="drop")
+        winner = jnp.minimum(scratch[slot], k - 1)
+        settled = pending & (rows[winner] == rows)
+        return jnp.where(settled, winner, first), pending & ~settled, round_ + 1
+
+    first, _, _ = jax.lax.while_loop(
+        lambda state: jnp.any(state[1]),
+        one_round,
+        (jnp.full((k,), -1, jnp.int32), valid, jnp.int32(0)),
+    )
+    return first
+
+
+def apply_sparse(
+    optimizer: Any,
+    table: jax.Array,
+    slots: Any,
+    rows: jax.Array,
+    grads: jax.Array,
+    *,
+    valid: jax.Array | None = None,
+    count: jax.Array | int = 0,
+    check_rows: bool = False,
+) -> tuple[jax.Array, Any]:
+    """One optimizer step on the rows of a batch; other rows stay as they are.
+
+    Args:
+      optimizer: an `Ftrl` or `Adagrad` spec (static under jit).
+      table: `[num_rows, dim]`; donate it under jit.
+      slots: the optimizer's slots, each `[num_rows, dim]`; donate them too.
+      rows: `[k] int32` row ids, repeats allowed.
+      grads: `[k, dim]` row gradients.
+      valid: optional `[k] bool`; False entries (padding) are skipped.
+      count: step count, for a learning-rate schedule.
+      check_rows: if True, a row id outside `[0, num_rows)` fails a `checkify`
+        check (run the step under `checkify.checkify`). Either way such an id is
+        skipped: it never writes to another row.
+
+    Returns:
+      `(table, slots)` with the batch's rows updated.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from adaptive_jax import optim
+      >>> spec = optim.Ftrl(0.1)
+      >>> table = jnp.ones((4, 2))
+      >>> slots = spec.init_slots(table)
+      >>> grads = jnp.ones((3, 2))
+      >>> table, slots = apply_sparse(spec, table, slots, jnp.array([1, 3, 1]), grads)
+      >>> [round(w, 3) for w in table[:, 0].tolist()]  # row 1 summed two gradients
+      [1.0, 0.745, 1.0, 0.603]
+    """
+    num_rows, dim = table.shape
+    if rows.ndim != 1 or grads.shape != (rows.shape[0], dim):
+        raise ValueError(
+            f"rows must be [k] and grads [k, {dim}] (one gradient row per id), got "
+            f"rows {rows.shape} and grads {grads.shape}"
+        )
+    if rows.shape[0] == 0:
+        return table, slots
+    given = jnp.ones(rows.shape, bool) if valid is None else valid.astype(bool)
+    in_range = (rows >= 0) & (rows < num_rows)
+    if check_rows:
+        bad = jnp.argmax(given & ~in_range)
+        checkify.check(
+            jnp.all(in_range | ~given),
+            "apply_sparse: row id {row} at entry {entry} is outside [0, {n})",
+            row=rows[bad],
+            entry=bad,
+            n=jnp.int32(num_rows),
+        )
+    table, slots = _update_distinct_rows(
+        optimizer, table, slots, rows, grads, given & in_range, count
+    )
+    return table, slots
+
+
+def _update_distinct_rows(optimizer, table, slots, rows, grads, valid, count):
+    """Sums repeats into a compact buffer of distinct rows, then updates those rows
+    in chunks of `1 / _CHUNKS` of the batch: the work follows the distinct rows
+    (a fifth of a Zipf batch, say), not the batch. The loop carries the table and
+    slots, so that XLA updates them in place."""
+    num_rows = table.shape[0]
+    k = rows.shape[0]
+    first = first_occurrence(rows, valid)
+    iota = jnp.arange(k, dtype=jnp.int32)
+    representative = first == iota
+    rank = _numerics.exclusive_count(representative)
+    chunk = -(-k // _CHUNKS)
+    size = chunk * _CHUNKS  # >= k, so that every chunk is a whole slice
+    compact = jnp.where(valid, rank[jnp.maximum(first, 0)], size)
+    summed = jax.ops.segment_sum(grads, compact, num_segments=size)
+    unique = jnp.full((size,), num_rows, jnp.int32)
+    unique = unique.at[jnp.where(representative, rank, size)].set(rows, mode="drop")
+    num_chunks = -(-jnp.sum(representative, dtype=jnp.int32) // chunk)
+
+    def update_chunk(state):
+        index, table, slots = state
+        at = jax.lax.dynamic_slice_in_dim(unique, index * chunk, chunk)
+        grad = jax.lax.dynamic_slice_in_dim(summed, index * chunk, chunk)
+        value = table.at[at].get(mode="fill", fill_value=0)
+        old = type(slots)(*(s.at[at].get(mode="fill", fill_value=0) for s in slots))
+        value, new = optimizer.update(value, old, grad, count)
+        table = table.at[at].set(value, mode="drop")
+        slots = type(slots)(
+            *(s.at[at].set(n, mode="drop") for s, n in zip(slots, new, strict=True))
+        )
+        return index + 1, table, slots
+
+    with jax.named_scope("aj.optim.apply_sparse"):
+        _, table, slots = jax.lax.while_loop(
+            lambda state: state[0] < num_chunks,
+            update_chunk,
+            (jnp.int32(0), table, slots),
+        )
+    return table, slots
+
+
+def set_rows(slots: Any, rows: jax.Array, values: Any) -> Any:
+    """Writes row values into each array of `slots` (a tuple of `[num_rows, dim]`):
+    to reset rows on eviction, or warm them on migration. Rows outside the table,
+    negative ones included, are skipped."""
+
+    def write(array: jax.Array, rows_values: jax.Array) -> jax.Array:
+        at = jnp.where((rows >= 0) & (rows < array.shape[0]), rows, array.shape[0])
+        return array.at[at].set(rows_values.astype(array.dtype), mode="drop")
+
+    return type(slots)(*map(write, slots, values))
