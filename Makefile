@@ -17,6 +17,9 @@ $(INSTALLED): pyproject.toml
 	@touch $@
 
 demo: venv
+	@echo "== DeepRec's adaptive-embedding seed program, in adaptive_jax =="
+	$(BIN)/python examples/seed_example.py
+	@echo "== The dynamic table under a stream of ids =="
 	$(BIN)/python examples/table_demo.py
 
 test: venv lint
@@ -34,6 +37,7 @@ bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/table_bench.py
 	$(BIN)/python benchmarks/hash_bench.py
 	$(BIN)/python benchmarks/optim_bench.py
+	$(BIN)/python benchmarks/step_bench.py
 
 lint: venv
 	$(BIN)/ruff format --check .

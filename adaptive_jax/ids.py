@@ -144,6 +144,27 @@ def as_int64(ids: Ids) -> jax.Array:
     return jax.lax.bitcast_convert_type(bits, jnp.int64)
 
 
+def remainder(ids: Ids, divisor: int) -> jax.Array:
+    """The ids, read as unsigned 64-bit numbers, modulo `divisor`; works in jit.
+
+    Long division by 16-bit digits, in uint32 arithmetic.
+
+    Args:
+      ids: the ids.
+      divisor: a Python int in `[1, 65536]`.
+
+    Returns:
+      `int32` array in `[0, divisor)`, the shape of `ids`.
+    """
+    if not 1 <= divisor <= 65536:
+        raise ValueError(f"remainder: divisor must be in [1, 65536], got {divisor}")
+    m = jnp.uint32(divisor)
+    rest = jnp.zeros_like(ids.lo)
+    for digit in (ids.hi >> 16, ids.hi & 0xFFFF, ids.lo >> 16, ids.lo & 0xFFFF):
+        rest = ((rest << 16) | digit) % m
+    return rest.astype(jnp.int32)
+
+
 def equal(a: Ids, b: Ids) -> jax.Array:
     """Elementwise `a == b` over both words."""
     return (a.hi == b.hi) & (a.lo == b.lo)

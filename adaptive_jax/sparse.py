@@ -9,9 +9,10 @@ batches compiles a handful of times at most.
 
 The conversions run on the host, with numpy: from a dense padded array (-1 or ""
 marks a missing id, as in `tf.feature_column`), from ragged Python lists, and from
-a COO triple (indices, values, dense shape). String ids are hashed there to
-DeepRec's embedding-variable key, `Fingerprint64(s) % (2**63 - 1)`; int ids cross
-into JAX exactly, as `ids.Ids`, with x64 off or on.
+a COO triple (indices, values, dense shape). String ids are fingerprinted there
+(TensorFlow's Fingerprint64, kept whole, so that both DeepRec's key of a string
+and its TensorFlow bucket derive from it); int ids cross into JAX exactly, as
+`ids.Ids`, with x64 off or on.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class SparseIds:
       dense_shape: `[2] int32`, (batch_size, width), as in `tf.SparseTensor`;
         an array, so that the longest row of a batch does not cause a compile.
       batch_size: static, the number of examples.
+      strings: static; True if the ids were strings, whose `values` are then the
+        64 bits of their Fingerprint64 (TensorFlow's): both DeepRec's key of a
+        string and its bucket derive from it (`string_keys`).
       weights: `[size] float32` per-id weights (0 for padding), or None.
     """
 
@@ -50,6 +54,7 @@ class SparseIds:
     valid: jax.Array
     dense_shape: jax.Array
     batch_size: int = struct.field(pytree_node=False)
+    strings: bool = struct.field(pytree_node=False, default=False)
     weights: jax.Array | None = None
 
     @property
@@ -96,8 +101,9 @@ def padded_size(num_ids: int, size: int | None = None) -> int:
     return size
 
 
-def _int64_or_keys(values: np.ndarray) -> np.ndarray:
-    """Int ids as int64, exactly; strings or bytes hashed to DeepRec's keys.
+def _as_int64(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Int ids as int64, exactly; strings or bytes as the bits of their
+    Fingerprint64. Returns the values and whether they were strings.
 
     Raises:
       TypeError: floats, bools or other objects (the message names the dtype), or
@@ -112,7 +118,7 @@ def _int64_or_keys(values: np.ndarray) -> np.ndarray:
         elif any(strings):
             raise TypeError("ids mix strings and integers: give one kind per batch")
     if kind in "US":
-        return _fingerprint.string_to_key(values)
+        return _fingerprint.fingerprint64(values).view(np.int64), True
     if kind == "O":
         for value in values:
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -120,12 +126,12 @@ def _int64_or_keys(values: np.ndarray) -> np.ndarray:
                     "ids must be integers, strings or bytes, got "
                     f"{type(value).__name__}"
                 )
-        return np.asarray(values.tolist(), dtype=np.int64)
+        return np.asarray(values.tolist(), dtype=np.int64), False
     if kind not in "iu":
         raise TypeError(
             f"ids must be integers, strings or bytes, got dtype {values.dtype}"
         )
-    return values.astype(np.int64)  # uint64 above INT64_MAX keeps its 64 bits
+    return values.astype(np.int64), False  # uint64 above INT64_MAX keeps its bits
 
 
 def _build(
@@ -146,7 +152,7 @@ def _build(
     indices[:, 0] = batch_size
     indices[:num_ids, 0], indices[:num_ids, 1] = rows, positions
     padded = np.zeros(size, np.int64)
-    padded[:num_ids] = _int64_or_keys(values)
+    padded[:num_ids], strings = _as_int64(values)
     padded_weights = None
     if weights is not None:
         padded_weights = np.zeros(size, np.float32)
@@ -157,6 +163,7 @@ def _build(
         valid=jnp.asarray(np.arange(size) < num_ids),
         dense_shape=jnp.asarray(dense_shape, jnp.int32),
         batch_size=batch_size,
+        strings=strings,
         weights=None if padded_weights is None else jnp.asarray(padded_weights),
     )
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from adaptive_jax import _index, _numerics
+from adaptive_jax import _chunks, _index, _numerics
 from adaptive_jax import ids as ids_lib
 
 EMPTY = _index.EMPTY
@@ -176,31 +176,20 @@ def _insert(
     n = contending.shape[0]
     if n == 0:
         return table, jnp.full((0,), EMPTY, jnp.int32)
-    size = -(-n // _CHUNKS)
-    rank = _numerics.exclusive_count(contending)
-    num_chunks = -(-jnp.sum(contending, dtype=jnp.int32) // size)
-    everyone = jnp.arange(n, dtype=jnp.int32)
 
-    def insert_chunk(state):
-        chunk, table, rows = state
-        offset = rank - chunk * size
-        in_chunk = contending & (offset >= 0) & (offset < size)
-        source = jnp.full((size,), n, jnp.int32)
-        source = source.at[jnp.where(in_chunk, offset, size)].set(everyone, mode="drop")
-        take = jnp.minimum(source, n - 1)
+    def insert_chunk(state, entries):
+        table, rows = state
+        take = jnp.minimum(entries, n - 1)
         sub_ids, sub_cand = ids[take], jax.tree.map(lambda a: a[take], cand)
         found = _index.probe(table.slots, table.row_keys, sub_ids, sub_cand)
-        absent = (source < n) & (found.row == EMPTY)
+        absent = (entries < n) & (found.row == EMPTY)
         table, new_rows = _insert_entries(table, sub_ids, sub_cand, absent)
-        sub_rows = jnp.maximum(found.row, new_rows)
-        return chunk + 1, table, rows.at[source].set(sub_rows, mode="drop")
+        return table, rows.at[entries].set(
+            jnp.maximum(found.row, new_rows), mode="drop"
+        )
 
-    _, table, rows = jax.lax.while_loop(
-        lambda state: state[0] < num_chunks,
-        insert_chunk,
-        (jnp.int32(0), table, jnp.full((n,), EMPTY, jnp.int32)),
-    )
-    return table, rows
+    start = (table, jnp.full((n,), EMPTY, jnp.int32))
+    return _chunks.for_each_chunk(contending, -(-n // _CHUNKS), insert_chunk, start)
 
 
 def _insert_entries(
@@ -268,6 +257,26 @@ def lookup_or_insert(
       TypeError: float keys or masks (the message names the dtype).
       ValueError: a mask of another shape than `keys`.
     """
+    table, rows, _ = lookup_or_insert_new(table, keys, insert, valid=valid)
+    return table, rows
+
+
+def lookup_or_insert_new(
+    table: DynamicTable,
+    keys: ids_lib.IdsLike,
+    insert: jax.Array,
+    *,
+    valid: jax.Array | None = None,
+) -> tuple[DynamicTable, jax.Array, jax.Array]:
+    """`lookup_or_insert`, that also says which entries got a new row.
+
+    For a caller that keeps data beside the rows (an embedding variable's values
+    and optimizer slots) and must initialise the rows handed out.
+
+    Returns:
+      `(table, rows, new)`: as `lookup_or_insert`, and `new`, a bool array of the
+      shape of `keys`, True for every entry of a key inserted by this call.
+    """
     ids, shape, (insert, valid) = _flat_inputs(keys, insert=insert, valid=valid)
     with jax.named_scope("aj.table.lookup_or_insert"):
         cand = _index.candidates(ids, table.slots)
@@ -279,7 +288,8 @@ def lookup_or_insert(
             overflows=_numerics.saturating_add(table.overflows, refused)
         )
         rows = jnp.where(valid, jnp.maximum(found.row, new_rows), EMPTY)
-        return _touch(table, rows), rows.reshape(shape)
+        new = contending & (new_rows >= 0)
+        return _touch(table, rows), rows.reshape(shape), new.reshape(shape)
 
 
 def _touch(table: DynamicTable, rows: jax.Array) -> DynamicTable:

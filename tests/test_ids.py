@@ -91,3 +91,11 @@ def test_as_int64_joins_the_words_with_x64_on_and_refuses_with_it_off():
     np.testing.assert_array_equal(np.asarray(joined), values)
     with pytest.raises(ValueError, match="x64"):
         ids.as_int64(split)
+
+
+@pytest.mark.parametrize("divisor", [1, 7, 4096, 65521, 65536])
+def test_remainder_is_the_unsigned_64_bit_remainder(divisor):
+    values = np.array(EXTREMES + [12345678901234, -98765], np.int64)
+    got = jax.jit(ids.remainder, static_argnums=1)(ids.from_numpy(values), divisor)
+    want = [int(v) % 2**64 % divisor for v in values.tolist()]
+    assert got.tolist() == want

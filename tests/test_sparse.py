@@ -31,12 +31,17 @@ def test_from_dense_with_missing_none_keeps_minus_one_as_an_id():
     assert batch.to_numpy()[1].tolist() == [-1, 3]
 
 
-def test_from_dense_hashes_strings_to_deeprec_keys_and_skips_empty_ones():
+def fingerprints(strings):
+    return hashing.fingerprint64(strings).view(np.int64).tolist()
+
+
+def test_from_dense_fingerprints_strings_and_skips_empty_ones():
     values = np.array([["user_1", ""], ["", "user_2"]])
     batch = sparse.from_dense(values)
-    indices, keys, _, _ = batch.to_numpy()
+    indices, prints, _, _ = batch.to_numpy()
+    assert batch.strings
     assert indices.tolist() == [[0, 0], [1, 1]]
-    assert keys.tolist() == hashing.string_to_key(["user_1", "user_2"]).tolist()
+    assert prints.tolist() == fingerprints(["user_1", "user_2"])
 
 
 def test_from_dense_takes_weights_of_the_present_ids():
@@ -54,11 +59,11 @@ def test_from_ragged_handles_empty_rows_and_weights():
     assert weights.tolist() == [1.0, 2.0, 3.0]
 
 
-def test_from_ragged_of_strings_and_bytes_hashes_like_tensorflow():
+def test_from_ragged_of_strings_and_bytes_fingerprints_like_tensorflow():
     batch = sparse.from_ragged([["a", "b"], [b"c"]])
-    assert (
-        batch.to_numpy()[1].tolist() == hashing.string_to_key(["a", "b", "c"]).tolist()
-    )
+    assert batch.strings
+    assert batch.to_numpy()[1].tolist() == fingerprints(["a", "b", "c"])
+    assert not sparse.from_ragged([[1]]).strings
 
 
 def test_from_coo_round_trips_a_tf_sparse_tensor():

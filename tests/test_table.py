@@ -355,3 +355,12 @@ def assert_full_without_bucket_overflow(state: table.DynamicTable):
 def test_a_full_table_under_churn_keeps_a_free_way_in_every_bucket():
     # The table of the benchmark, full, then half its keys replaced five times.
     assert_full_without_bucket_overflow(fill_and_churn(2**21, rounds=5))
+
+
+def test_lookup_or_insert_new_marks_every_entry_of_an_inserted_key():
+    state = table.DynamicTable.create(3)
+    state, _ = insert(state, ids.from_numpy([1]), all_true(1))
+    fn = jax.jit(table.lookup_or_insert_new, donate_argnums=0)
+    state, rows, new = fn(state, ids.from_numpy([2, 1, 2, 3, 4]), all_true(5))
+    assert rows.tolist() == [1, 0, 1, 2, -1]
+    assert new.tolist() == [True, False, True, True, False]

@@ -10,6 +10,7 @@ from adaptive_jax.optim._adagrad import Adagrad as Adagrad
 from adaptive_jax.optim._adagrad import AdagradSlots as AdagradSlots
 from adaptive_jax.optim._adagrad import adagrad as adagrad
 from adaptive_jax.optim._dense import OptimizerState as OptimizerState
+from adaptive_jax.optim._dense import spec_of as spec_of
 from adaptive_jax.optim._ftrl import Ftrl as Ftrl
 from adaptive_jax.optim._ftrl import FtrlSlots as FtrlSlots
 from adaptive_jax.optim._ftrl import ftrl as ftrl
@@ -28,4 +29,5 @@ __all__ = (
     "first_occurrence",
     "ftrl",
     "set_rows",
+    "spec_of",
 )

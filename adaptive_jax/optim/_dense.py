@@ -61,4 +61,23 @@ def transform(spec: Any) -> optax.GradientTransformation:
         increments = jax.tree.map(jnp.subtract, new_params, params)
         return increments, OptimizerState(optax.safe_increment(state.count), new_slots)
 
+    init_fn.spec = spec  # so that `spec_of` finds the row formula behind it
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def spec_of(optimizer: Any) -> Any:
+    """The spec (e.g. `Ftrl`) of an optimizer: a spec itself, or a transformation
+    made by `ftrl` or `adagrad`, for the sparse updates of embedding tables.
+
+    Raises:
+      ValueError: another optax transformation, whose row formula is unknown.
+    """
+    if hasattr(optimizer, "update") and hasattr(optimizer, "init_slots"):
+        return optimizer
+    spec = getattr(getattr(optimizer, "init", None), "spec", None)
+    if spec is None:
+        raise ValueError(
+            "embedding tables need an optimizer of adaptive_jax.optim (ftrl, adagrad, "
+            f"or an Ftrl / Adagrad spec), got {type(optimizer).__name__}"
+        )
+    return spec

@@ -1,0 +1,240 @@
+"""The state of a column and its step: static buckets, dynamic rows, migration.
+
+DeepRec's Adaptive Embedding, as pure functions. A column holds a static table
+(`[hash_bucket_size, dim]`, ids collide in it), a dynamic one (an embedding
+variable: a row per key, up to a capacity), or both. Each id carries a routing
+mask: 1 sends it to the dynamic table, 0 to its static bucket. `lookup` inserts
+the dynamic-routed ids that have no row yet, each starting from its bucket's
+current value (migration), gathers every id's row from its store and combines
+them per example; `apply_gradients` feeds the gradients of the looked-up rows,
+summed per row, to the sparse optimizer of each store. Work is O(ids x dim): no
+dense gradient of a table, no pass over untouched rows.
+
+Where DeepRec differs: its adaptive lookup ignores the combiner and works with
+one id per example only; here any number of ids per example, weights, and
+`sum`, `mean` or `sqrtn` work. A dynamic-routed id refused a row (the table is
+full) is served, and trained, by its static bucket, and counted.
+
+Migration: the optimizer slots of a promoted row are
+- "deeprec": fresh (accumulator at its initial value, linear 0), as DeepRec and
+  TensorFlow treat any initial value; FTRL's next update rebuilds the weight
+  from its slots, so part of the copied value is lost;
+- "warm": a fresh accumulator and the `linear` for which FTRL's closed form
+  gives back the copied value;
+- "copy": the bucket's own slots.
+No gradient flows into the static table through the copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from adaptive_jax import _numerics, combiners
+from adaptive_jax import ev as ev_lib
+from adaptive_jax import ids as ids_lib
+from adaptive_jax import sparse as sparse_lib
+from adaptive_jax import table as table_lib
+from adaptive_jax.optim import apply_sparse
+
+MIGRATIONS = ("deeprec", "warm", "copy")
+
+
+@struct.dataclass
+class StaticTable:
+    """A hash-bucket table and its optimizer slots, `[num_buckets, dim]` each."""
+
+    values: jax.Array
+    slots: Any
+
+
+@struct.dataclass
+class ColumnState:
+    """All the state of one embedding column.
+
+    Attributes:
+      static: the `StaticTable`, or None for a plain dynamic column.
+      dynamic: the `ev.EmbeddingVariable`, or None for a plain static column.
+      default_values: `[default_value_dim, dim]` starting values of new keys of
+        a plain dynamic column (DeepRec's default-value matrix), or None.
+      step: `[] int32`, training steps taken; the learning-rate schedules' count.
+    """
+
+    static: StaticTable | None
+    dynamic: ev_lib.EmbeddingVariable | None
+    default_values: jax.Array | None
+    step: jax.Array
+
+
+@struct.dataclass
+class ColumnIds:
+    """The ids of one column in one batch, ready for the jitted step.
+
+    Attributes:
+      ids: `SparseIds` whose values are the dynamic-table keys.
+      buckets: `[size] int32`, each id's static bucket (0 without static table).
+      to_dynamic: `[size] bool`, the routing mask (1: dynamic table).
+    """
+
+    ids: sparse_lib.SparseIds
+    buckets: jax.Array
+    to_dynamic: jax.Array
+
+
+class Residuals(NamedTuple):
+    """What `lookup` hands to `apply_gradients`: which row served each id."""
+
+    static_rows: jax.Array  # [n] int32, bucket; num_buckets where not static
+    dynamic_rows: jax.Array  # [n] int32, row; capacity where not dynamic
+    segments: jax.Array  # [n] int32, the example of each id
+    scale: jax.Array  # [n] float32, the id's factor in its example's embedding
+
+
+def with_l1_mode(optimizer: Any, l1_mode: str) -> Any:
+    """The optimizer with the given L1 mode, if it has one (FTRL does)."""
+    if hasattr(optimizer, "l1_mode"):
+        return dataclasses.replace(optimizer, l1_mode=l1_mode)
+    return optimizer
+
+
+def _starting_rows(
+    state: ColumnState,
+    inputs: ColumnIds,
+    optimizer: Any,
+    migration: str,
+    entries: jax.Array,
+) -> tuple[jax.Array, Any]:
+    """Values and slots that the keys of `entries` start from in the dynamic table:
+    their buckets' (migration), or DeepRec's default values without static table."""
+    if state.static is None:
+        keys = inputs.ids.values[entries]
+        values = state.default_values[
+            ids_lib.remainder(keys, state.default_values.shape[0])
+        ]
+        return values, optimizer.init_slots(values)
+    buckets = inputs.buckets[entries]
+    values = state.static.values[buckets]
+    if migration == "warm":
+        return values, optimizer.warm_slots(values, state.step)
+    if migration == "copy":
+        return values, type(state.static.slots)(
+            *(s[buckets] for s in state.static.slots)
+        )
+    return values, optimizer.init_slots(values)
+
+
+def lookup(
+    state: ColumnState,
+    inputs: ColumnIds,
+    *,
+    combiner: str,
+    dynamic_optimizer: Any,
+    migration: str = "deeprec",
+    no_permission_value: float = 0.0,
+) -> tuple[jax.Array, ColumnState, Residuals]:
+    """Embeddings of a batch: insert (migrate), gather, combine. Jittable.
+
+    Args:
+      state: the column's state; donate it under jit.
+      inputs: the batch's ids (`ColumnIds`).
+      combiner: "sum", "mean" or "sqrtn".
+      dynamic_optimizer: the optimizer spec of the dynamic rows (its slots).
+      migration: "deeprec", "warm" or "copy".
+      no_permission_value: the value of an id of a plain dynamic column that has
+        no row (the table is full).
+
+    Returns:
+      `(embeddings [batch_size, dim], state, residuals)`.
+    """
+    batch = inputs.ids
+    valid = batch.valid
+    served_dynamic = jnp.zeros_like(valid)
+    dynamic_rows = static_rows = jnp.zeros(valid.shape, jnp.int32)
+    if state.dynamic is not None:
+        routed = valid & inputs.to_dynamic if state.static is not None else valid
+        starting = functools.partial(
+            _starting_rows, state, inputs, dynamic_optimizer, migration
+        )
+        dynamic, rows = ev_lib.lookup_or_insert(
+            state.dynamic, batch.values, routed, valid=routed, starting_rows=starting
+        )
+        state = state.replace(dynamic=dynamic)
+        served_dynamic = routed & (rows >= 0)
+        dynamic_rows = jnp.where(served_dynamic, rows, dynamic.capacity)
+        values = ev_lib.gather(dynamic, dynamic_rows)
+        if state.static is None:
+            values = jnp.where(served_dynamic[:, None], values, no_permission_value)
+    if state.static is not None:
+        served_static = valid & ~served_dynamic
+        static_rows = jnp.where(
+            served_static, inputs.buckets, state.static.values.shape[0]
+        )
+        # Only the ids served by their buckets read the static table; the others
+        # read bucket 0, which stays in cache.
+        static_values = state.static.values.at[
+            jnp.where(served_static, inputs.buckets, 0)
+        ].get(mode="promise_in_bounds")
+        values = (
+            static_values
+            if state.dynamic is None
+            else jnp.where(served_dynamic[:, None], values, static_values)
+        )
+    scale = combiners.scales(
+        batch.row_ids, batch.weights, valid, batch.batch_size, combiner
+    )
+    embeddings = combiners.combine(values, batch.row_ids, scale, batch.batch_size)
+    residuals = Residuals(static_rows, dynamic_rows, batch.row_ids, scale)
+    return embeddings, state, residuals
+
+
+def apply_gradients(
+    state: ColumnState,
+    residuals: Residuals,
+    d_embeddings: jax.Array,
+    *,
+    static_optimizer: Any,
+    dynamic_optimizer: Any,
+) -> ColumnState:
+    """One sparse optimizer step on the rows that `lookup` served. Jittable.
+
+    Args:
+      state: the column's state, as `lookup` returned it; donate it under jit.
+      residuals: `lookup`'s residuals.
+      d_embeddings: `[batch_size, dim]`, the gradient of the embeddings.
+      static_optimizer: the spec for the static table (per-coordinate L1).
+      dynamic_optimizer: the spec for the dynamic rows.
+
+    Returns:
+      The state, its `step` (and the dynamic table's) one further.
+    """
+    grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
+    if state.static is not None:
+        values, slots = apply_sparse(
+            static_optimizer,
+            state.static.values,
+            state.static.slots,
+            residuals.static_rows,
+            grads.astype(state.static.values.dtype),
+            count=state.step,
+        )
+        state = state.replace(static=StaticTable(values, slots))
+    if state.dynamic is not None:
+        dynamic = state.dynamic
+        values, slots = apply_sparse(
+            dynamic_optimizer,
+            dynamic.values,
+            dynamic.slots,
+            residuals.dynamic_rows,
+            grads.astype(dynamic.values.dtype),
+            count=state.step,
+        )
+        table = table_lib.advance_step(dynamic.table)
+        state = state.replace(
+            dynamic=dynamic.replace(table=table, values=values, slots=slots)
+        )
+    return state.replace(step=_numerics.saturating_add(state.step, jnp.int32(1)))

@@ -1,0 +1,118 @@
+"""The embedding variable: a dynamic table with value rows and optimizer slots.
+
+DeepRec's EmbeddingVariable: keys come and go in the dynamic table (`table`), and
+their values and optimizer slots sit in arrays aligned with its rows. A key that
+gets a row starts from values and slots the caller gives (copied from a static
+bucket, or drawn from default values), written over whatever the row held, so
+that a row reused after eviction inherits nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from adaptive_jax import _chunks
+from adaptive_jax import ids as ids_lib
+from adaptive_jax import table as table_lib
+from adaptive_jax.optim import set_rows
+
+_CHUNKS = 16  # new keys go through chunks of 1/16 of the batch
+
+
+@struct.dataclass
+class EmbeddingVariable:
+    """State of an embedding variable.
+
+    Attributes:
+      table: the `DynamicTable` of keys to rows.
+      values: `[capacity, dim]`, the value row of each key.
+      slots: the optimizer's slots (e.g. `FtrlSlots`), each `[capacity, dim]`.
+    """
+
+    table: table_lib.DynamicTable
+    values: jax.Array
+    slots: Any
+
+    @classmethod
+    def create(
+        cls, capacity: int, dim: int, optimizer: Any, dtype: jnp.dtype = jnp.float32
+    ) -> EmbeddingVariable:
+        """An empty variable of `capacity` rows of `dim`, slots for `optimizer`.
+
+        Args:
+          capacity: rows of the dynamic table.
+          dim: embedding dimension.
+          optimizer: an `optim.Ftrl` or `optim.Adagrad` spec.
+          dtype: of the values and slots.
+        """
+        values = jnp.zeros((capacity, dim), dtype)
+        return cls(
+            table_lib.DynamicTable.create(capacity),
+            values,
+            optimizer.init_slots(values),
+        )
+
+    @property
+    def capacity(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.values.shape[1]
+
+
+def lookup_or_insert(
+    variable: EmbeddingVariable,
+    keys: ids_lib.Ids,
+    insert: jax.Array,
+    *,
+    valid: jax.Array,
+    starting_rows: Callable[[jax.Array], tuple[jax.Array, Any]],
+) -> tuple[EmbeddingVariable, jax.Array]:
+    """Rows of the flat `keys`; keys inserted now start from `starting_rows`.
+
+    Args:
+      variable: the variable; donate it under jit.
+      keys: `[n]` ids.
+      insert: `[n] bool`, whether an absent key may get a row.
+      valid: `[n] bool`; False entries touch nothing.
+      starting_rows: given `[c] int32` indices of entries whose key was
+        inserted now (in range), returns their starting `[c, dim]` values and
+        slots (a slots tuple of `[c, dim]`); repeats of a key must agree. Called
+        on chunks of the new entries only, so that it costs nothing when no key
+        is new.
+
+    Returns:
+      `(variable, rows)`, rows EMPTY (-1) where a key has no row.
+    """
+    table, rows, new = table_lib.lookup_or_insert_new(
+        variable.table, keys, insert, valid=valid
+    )
+    n = rows.shape[0]
+
+    def start_rows(state, entries):
+        values, slots = state
+        at = jnp.where(
+            entries < n, rows[jnp.minimum(entries, n - 1)], variable.capacity
+        )
+        new_values, new_slots = starting_rows(jnp.minimum(entries, n - 1))
+        values = values.at[at].set(new_values.astype(values.dtype), mode="drop")
+        return values, set_rows(slots, at, new_slots)
+
+    values, slots = variable.values, variable.slots
+    if n:
+        chunk = -(-n // _CHUNKS)
+        values, slots = _chunks.for_each_chunk(new, chunk, start_rows, (values, slots))
+    return variable.replace(table=table, values=values, slots=slots), rows
+
+
+def gather(variable: EmbeddingVariable, rows: jax.Array) -> jax.Array:
+    """`[n, dim]` values of `rows`; zeros where a row is EMPTY."""
+    return variable.values.at[jnp.where(rows >= 0, rows, variable.capacity)].get(
+        mode="fill", fill_value=0
+    )

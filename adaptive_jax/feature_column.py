@@ -1,0 +1,508 @@
+"""The TensorFlow / DeepRec face: feature columns and a functional input layer.
+
+Columns, with DeepRec's names (frozen dataclasses: hashable, so static under jit):
+
+- `categorical_column_with_adaptive_embedding(key, hash_bucket_size, ...)`: a
+  static hash-bucket table for rare ids and a dynamic table for frequent ones;
+- `categorical_column_with_embedding(key, ...)`: a plain dynamic table;
+- `categorical_column_with_hash_bucket(key, hash_bucket_size, ...)`: a plain
+  static table;
+- `embedding_column(categorical_column, dimension, combiner, initializer)`.
+
+The input layer is functional, state in and state out, and split so that the
+step can be jitted: `prepare` turns raw features into `ColumnIds` on the host
+(TensorFlow's buckets, DeepRec's keys, the masks, padding); `input_layer` looks
+up and combines (inserting and migrating dynamic-routed ids); `apply_gradients`
+feeds the gradient of its output back to the tables as sparse updates. Columns
+are taken in the order of their names, as `tf.feature_column.input_layer` does.
+
+Example (the seed program: `examples/seed_example.py`):
+  >>> import jax, numpy as np
+  >>> from adaptive_jax import feature_column as fc, initializers, optim, sparse
+  >>> column = fc.categorical_column_with_adaptive_embedding(
+  ...     "col_emb", hash_bucket_size=100, dtype="int64")
+  >>> W = fc.embedding_column(column, dimension=3, initializer=initializers.ones())
+  >>> opt = optim.ftrl(0.1, l1_regularization_strength=2.0)
+  >>> state = fc.init_state([W], opt, jax.random.key(0))
+  >>> features = {"col_emb": sparse.from_ragged([[1], [2]])}
+  >>> emb, state, residuals = fc.input_layer(
+  ...     features, [W], state, optimizer=opt,
+  ...     adaptive_mask_tensors={"col_emb": np.array([1, 0])})
+  >>> emb.shape
+  (2, 3)
+  >>> state = fc.apply_gradients(state, residuals, 2 * jax.numpy.ones((2, 3)), [W], opt)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adaptive_jax import _fingerprint, adaptive, combiners, initializers, optim
+from adaptive_jax import ev as ev_lib
+from adaptive_jax import ids as ids_lib
+from adaptive_jax import sparse as sparse_lib
+from adaptive_jax.options import EmbeddingVariableOption
+
+DTYPES = ("string", "int64", "int32")
+DEFAULT_EV_OPTION = EmbeddingVariableOption()
+_STRING_KEY_MODULUS = np.uint64(2**63 - 1)  # DeepRec's key of a string
+
+
+def _dtype_name(dtype: Any, key: str) -> str:
+    name = getattr(dtype, "name", dtype)
+    name = {"str": "string", "object": "string"}.get(str(name), str(name))
+    if name not in DTYPES:
+        raise ValueError(
+            f"column '{key}': dtype must be one of {DTYPES}, got {dtype!r}"
+        )
+    return name
+
+
+def _check_buckets(hash_bucket_size: int, key: str) -> None:
+    if isinstance(hash_bucket_size, bool) or not isinstance(hash_bucket_size, int):
+        raise ValueError(
+            f"column '{key}': hash_bucket_size must be an int, got {hash_bucket_size!r}"
+        )
+    if not 1 <= hash_bucket_size <= 2**31 - 1:
+        raise ValueError(
+            f"column '{key}': hash_bucket_size must be in [1, 2**31 - 1], got "
+            f"{hash_bucket_size}"
+        )
+
+
+def _check_partitions(partition_num: int | None, key: str) -> None:
+    if partition_num not in (None, 1):
+        raise NotImplementedError(
+            f"column '{key}': partition_num={partition_num} splits the dynamic table "
+            "over devices, which comes with sharding; use None"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalColumn:
+    """A categorical column: where its ids go. Build it with a factory below.
+
+    Attributes:
+      key: the feature's name in the features dict.
+      dtype: "string", "int64" or "int32".
+      hash_bucket_size: buckets of the static table, or None (no static table).
+      ev_option: options of the dynamic table, or None (no dynamic table).
+      adaptive: whether ids are routed by a mask (both tables).
+      migration: the optimizer slots of promoted rows: "deeprec", "warm", "copy".
+    """
+
+    key: str
+    dtype: str
+    hash_bucket_size: int | None = None
+    ev_option: EmbeddingVariableOption | None = None
+    adaptive: bool = False
+    migration: str = "deeprec"
+
+
+def categorical_column_with_adaptive_embedding(
+    key: str,
+    hash_bucket_size: int,
+    dtype: Any = "string",
+    partition_num: int | None = None,
+    ev_option: EmbeddingVariableOption = DEFAULT_EV_OPTION,
+    *,
+    migration: str = "deeprec",
+) -> CategoricalColumn:
+    """DeepRec's adaptive column: a static table of `hash_bucket_size` buckets
+    for rare ids, a dynamic table (`ev_option.capacity` rows) for frequent ones.
+
+    Each id goes where its mask says (`adaptive_mask_tensors`, 1: dynamic). An
+    id entering the dynamic table starts from its bucket's value (`migration`
+    chooses its optimizer slots: see `adaptive`).
+
+    Raises:
+      ValueError: a bad hash_bucket_size, dtype or migration, naming the column.
+    """
+    _check_buckets(hash_bucket_size, key)
+    _check_partitions(partition_num, key)
+    if migration not in adaptive.MIGRATIONS:
+        raise ValueError(
+            f"column '{key}': migration must be one of {adaptive.MIGRATIONS}, got "
+            f"{migration!r}"
+        )
+    return CategoricalColumn(
+        key, _dtype_name(dtype, key), hash_bucket_size, ev_option, True, migration
+    )
+
+
+def categorical_column_with_embedding(
+    key: str,
+    dtype: Any = "string",
+    partition_num: int | None = None,
+    ev_option: EmbeddingVariableOption = DEFAULT_EV_OPTION,
+) -> CategoricalColumn:
+    """A plain dynamic table (DeepRec's EmbeddingVariable column): a row per id,
+    up to `ev_option.capacity`; a new id starts from DeepRec's default values."""
+    _check_partitions(partition_num, key)
+    return CategoricalColumn(key, _dtype_name(dtype, key), None, ev_option)
+
+
+def categorical_column_with_hash_bucket(
+    key: str, hash_bucket_size: int, dtype: Any = "string"
+) -> CategoricalColumn:
+    """A plain static table: id -> `Fingerprint64(str(id)) % hash_bucket_size`."""
+    _check_buckets(hash_bucket_size, key)
+    return CategoricalColumn(key, _dtype_name(dtype, key), hash_bucket_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingColumn:
+    """An embedding of a categorical column.
+
+    Attributes:
+      categorical_column: the `CategoricalColumn`.
+      dimension: the embedding dimension.
+      combiner: "sum", "mean" or "sqrtn", over the ids of an example.
+      initializer: draws the initial values (None: a truncated normal of
+        standard deviation 1/sqrt(dimension), as TensorFlow's).
+    """
+
+    categorical_column: CategoricalColumn
+    dimension: int
+    combiner: str = "mean"
+    initializer: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.categorical_column.key}_embedding"
+
+
+def embedding_column(
+    categorical_column: CategoricalColumn,
+    dimension: int,
+    combiner: str = "mean",
+    initializer: Any = None,
+) -> EmbeddingColumn:
+    """An embedding column, as `tf.feature_column.embedding_column`.
+
+    Raises:
+      ValueError: dimension < 1 or an unknown combiner, naming the column.
+    """
+    key = categorical_column.key
+    if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+        raise ValueError(
+            f"column '{key}': dimension must be an int >= 1, got {dimension!r}"
+        )
+    combiners.check_combiner(combiner, key)
+    return EmbeddingColumn(categorical_column, dimension, combiner, initializer)
+
+
+def _ordered(feature_columns: Sequence[EmbeddingColumn]) -> list[EmbeddingColumn]:
+    """The columns by name, as TensorFlow's input layer takes them; checked."""
+    for column in feature_columns:
+        if not isinstance(column, EmbeddingColumn):
+            kind = type(column).__name__
+            raise ValueError(f"feature_columns must be embedding columns, got {kind}")
+    ordered = sorted(feature_columns, key=lambda c: c.name)
+    names = [c.name for c in ordered]
+    if len(set(names)) != len(names):
+        raise ValueError(f"feature_columns repeat a column: {names}")
+    return ordered
+
+
+def _optimizers(column: EmbeddingColumn, optimizer: Any) -> tuple[Any, Any]:
+    """The specs of the static and the dynamic table (DeepRec's row-wise L1)."""
+    spec = optim.spec_of(optimizer)
+    option = column.categorical_column.ev_option
+    dynamic = adaptive.with_l1_mode(spec, option.l1_mode) if option else spec
+    return adaptive.with_l1_mode(spec, "coordinate"), dynamic
+
+
+def init_state(
+    feature_columns: Sequence[EmbeddingColumn], optimizer: Any, key: jax.Array
+) -> dict[str, adaptive.ColumnState]:
+    """The state of each column, by name: tables drawn from the initializers,
+    optimizer slots at their initial values, empty dynamic tables."""
+    state = {}
+    for column, column_key in zip(
+        _ordered(feature_columns),
+        jax.random.split(key, len(feature_columns)),
+        strict=True,
+    ):
+        categorical = column.categorical_column
+        dim = column.dimension
+        init = column.initializer or initializers.truncated_normal(
+            stddev=1 / math.sqrt(dim)
+        )
+        static_key, default_key = jax.random.split(column_key)
+        static_spec, dynamic_spec = _optimizers(column, optimizer)
+        static = dynamic = defaults = None
+        if categorical.hash_bucket_size is not None:
+            values = init(static_key, (categorical.hash_bucket_size, dim), jnp.float32)
+            static = adaptive.StaticTable(values, static_spec.init_slots(values))
+        if categorical.ev_option is not None:
+            option = categorical.ev_option
+            dynamic = ev_lib.EmbeddingVariable.create(
+                option.capacity, dim, dynamic_spec
+            )
+            if categorical.hash_bucket_size is None:
+                draw = option.init_option.initializer or init
+                shape = (option.init_option.default_value_dim, dim)
+                defaults = draw(default_key, shape, jnp.float32)
+        state[column.name] = adaptive.ColumnState(
+            static, dynamic, defaults, jnp.zeros([], jnp.int32)
+        )
+    return state
+
+
+def _as_sparse(feature: Any, key: str, size: int | None) -> sparse_lib.SparseIds:
+    """A feature as `SparseIds`: as it is, or from a dense, ragged or COO form."""
+    if isinstance(feature, sparse_lib.SparseIds):
+        return feature
+    if all(hasattr(feature, name) for name in ("indices", "values", "dense_shape")):
+        shape = tuple(int(d) for d in np.asarray(feature.dense_shape))
+        return sparse_lib.from_coo(feature.indices, feature.values, shape, size=size)
+    if isinstance(feature, list | tuple) and any(
+        isinstance(r, list | tuple) for r in feature
+    ):
+        return sparse_lib.from_ragged(feature, size=size)
+    try:
+        return sparse_lib.from_dense(np.asarray(feature), size=size)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"column '{key}': {error}") from error
+
+
+def _keys_and_buckets(
+    batch: sparse_lib.SparseIds, categorical: CategoricalColumn
+) -> tuple[np.ndarray, np.ndarray]:
+    """DeepRec's dynamic-table keys and TensorFlow's static buckets, on the host."""
+    key = categorical.key
+    if batch.strings != (categorical.dtype == "string"):
+        kind = "strings" if batch.strings else "integers"
+        raise ValueError(
+            f"column '{key}' has dtype {categorical.dtype}, but its ids are {kind}"
+        )
+    valid = np.asarray(batch.valid)
+    values = ids_lib.to_numpy(batch.values)
+    buckets = np.zeros(values.shape, np.int32)
+    if batch.strings:
+        prints = values.view(np.uint64)
+        keys = (prints % _STRING_KEY_MODULUS).astype(np.int64)
+        if categorical.hash_bucket_size is not None:
+            buckets[valid] = prints[valid] % np.uint64(categorical.hash_bucket_size)
+        return np.where(valid, keys, 0), buckets
+    if categorical.hash_bucket_size is not None:
+        buckets[valid] = _fingerprint.to_hash_bucket_fast(
+            values[valid], categorical.hash_bucket_size
+        )
+    return values, buckets
+
+
+def _routing(
+    batch: sparse_lib.SparseIds,
+    categorical: CategoricalColumn,
+    masks: Mapping[str, Any],
+) -> np.ndarray:
+    """The per-id routing mask of an adaptive column, padded to the batch's size."""
+    key = categorical.key
+    num_ids = int(np.sum(np.asarray(batch.valid)))
+    if key not in masks:
+        if categorical.ev_option.filter_option is None:
+            raise ValueError(
+                f"column '{key}' is adaptive: give adaptive_mask_tensors['{key}'] (one "
+                "0/1 per id) or an admission policy (ev_option.filter_option)"
+            )
+        policy = type(categorical.ev_option.filter_option).__name__
+        raise NotImplementedError(
+            f"column '{key}': admission by {policy} comes with the adaptive policy; "
+            "give adaptive_mask_tensors for now"
+        )
+    mask = np.asarray(masks[key])
+    if mask.ndim != 1 or mask.shape[0] != num_ids:
+        raise ValueError(
+            f"column '{key}': adaptive_mask_tensors['{key}'] has shape {mask.shape}, "
+            f"expected ({num_ids},): one value per sparse id"
+        )
+    if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == np.bool_):
+        raise ValueError(
+            f"column '{key}': adaptive_mask_tensors['{key}'] must be ints or bools, "
+            f"got dtype {mask.dtype}"
+        )
+    padded = np.zeros(batch.size, bool)
+    padded[:num_ids] = mask != 0
+    return padded
+
+
+def prepare(
+    features: Mapping[str, Any],
+    feature_columns: Sequence[EmbeddingColumn],
+    *,
+    adaptive_mask_tensors: Mapping[str, Any] | None = None,
+    size: int | None = None,
+) -> dict[str, adaptive.ColumnIds]:
+    """Turns raw features into the `ColumnIds` of each column, on the host.
+
+    Args:
+      features: a dict from column key to the feature's ids: `SparseIds`, a
+        dense padded array (-1 or "" missing), ragged lists, or an object with
+        `indices`, `values` and `dense_shape` (a `tf.SparseTensor`).
+      feature_columns: the embedding columns.
+      adaptive_mask_tensors: a dict from column key to a per-id 0/1 mask, one
+        value per sparse id, in the order of the sparse values.
+      size: a fixed padded number of ids per column; None for powers of two.
+
+    Raises:
+      ValueError: a missing feature, a mask of the wrong length, a mask for a
+        column that is not adaptive, ids of the wrong kind, or batches of
+        different sizes; each names the column.
+    """
+    columns = _ordered(feature_columns)
+    masks = dict(adaptive_mask_tensors or {})
+    adaptive_keys = {
+        c.categorical_column.key for c in columns if c.categorical_column.adaptive
+    }
+    for key in masks:
+        if key not in adaptive_keys:
+            raise ValueError(
+                f"adaptive_mask_tensors['{key}']: no adaptive column has key '{key}'"
+            )
+    prepared, batch_sizes = {}, set()
+    for column in columns:
+        categorical = column.categorical_column
+        if categorical.key not in features:
+            raise ValueError(
+                f"column '{categorical.key}': feature '{categorical.key}' is missing "
+                f"from the features (they have {sorted(features)})"
+            )
+        batch = _as_sparse(features[categorical.key], categorical.key, size)
+        keys, buckets = _keys_and_buckets(batch, categorical)
+        routing = np.zeros(batch.size, bool)
+        if categorical.adaptive:
+            routing = _routing(batch, categorical, masks)
+        batch_sizes.add(batch.batch_size)
+        prepared[column.name] = adaptive.ColumnIds(
+            ids=batch.replace(values=ids_lib.from_numpy(keys)),
+            buckets=jnp.asarray(buckets),
+            to_dynamic=jnp.asarray(routing),
+        )
+    if len(batch_sizes) > 1:
+        raise ValueError(f"features have different batch sizes: {sorted(batch_sizes)}")
+    return prepared
+
+
+def input_layer(
+    features: Mapping[str, Any],
+    feature_columns: Sequence[EmbeddingColumn],
+    state: Mapping[str, adaptive.ColumnState],
+    *,
+    optimizer: Any,
+    adaptive_mask_tensors: Mapping[str, Any] | None = None,
+) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
+    """The embeddings of the columns, concatenated: `[batch, sum of dimensions]`.
+
+    Inserts the dynamic-routed ids that have no row yet (migrating them from
+    their buckets) and returns the new state, and the residuals that
+    `apply_gradients` needs. Jittable when `features` is `prepare`'s output
+    (pass `optimizer` and the columns as static); raw features are prepared
+    here first, on the host.
+
+    Args:
+      features: `prepare`'s output, or raw features (see `prepare`).
+      feature_columns: the embedding columns.
+      state: `init_state`'s output; donate it under jit.
+      optimizer: the optimizer of the tables (`optim.ftrl(...)`, ...): new rows
+        get its slots.
+      adaptive_mask_tensors: with raw features, the routing masks.
+
+    Returns:
+      `(embeddings, state, residuals)`.
+    """
+    columns = tuple(_ordered(feature_columns))
+    if not all(isinstance(features.get(c.name), adaptive.ColumnIds) for c in columns):
+        features = prepare(
+            features, columns, adaptive_mask_tensors=adaptive_mask_tensors
+        )
+    features = {c.name: features[c.name] for c in columns}
+    return _input_layer(features, dict(state), columns=columns, optimizer=optimizer)
+
+
+@functools.partial(jax.jit, static_argnames=("columns", "optimizer"))
+def _input_layer(
+    features: dict[str, adaptive.ColumnIds],
+    state: dict[str, adaptive.ColumnState],
+    *,
+    columns: tuple[EmbeddingColumn, ...],
+    optimizer: Any,
+) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
+    """`input_layer` on prepared features; jitted, so that it runs fast eagerly too."""
+    outputs, residuals = [], {}
+    for column in columns:
+        _, dynamic_spec = _optimizers(column, optimizer)
+        option = column.categorical_column.ev_option
+        embeddings, state[column.name], residuals[column.name] = adaptive.lookup(
+            state[column.name],
+            features[column.name],
+            combiner=column.combiner,
+            dynamic_optimizer=dynamic_spec,
+            migration=column.categorical_column.migration,
+            no_permission_value=(
+                option.init_option.default_value_no_permission if option else 0.0
+            ),
+        )
+        outputs.append(embeddings)
+    return jnp.concatenate(outputs, axis=1), state, residuals
+
+
+def apply_gradients(
+    state: Mapping[str, adaptive.ColumnState],
+    residuals: Mapping[str, adaptive.Residuals],
+    d_embeddings: jax.Array,
+    feature_columns: Sequence[EmbeddingColumn],
+    optimizer: Any,
+) -> dict[str, adaptive.ColumnState]:
+    """Sparse optimizer steps from the gradient of `input_layer`'s output. Jittable.
+
+    Args:
+      state: the state `input_layer` returned; donate it under jit.
+      residuals: `input_layer`'s residuals.
+      d_embeddings: `[batch, sum of dimensions]`, the gradient of the embeddings.
+      feature_columns: the columns given to `input_layer`.
+      optimizer: the optimizer of the tables.
+    """
+    columns = tuple(_ordered(feature_columns))
+    total = sum(c.dimension for c in columns)
+    if d_embeddings.shape[-1] != total:
+        raise ValueError(
+            f"d_embeddings has {d_embeddings.shape[-1]} columns, the embeddings {total}"
+        )
+    return _apply_gradients(
+        dict(state), dict(residuals), d_embeddings, columns=columns, optimizer=optimizer
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("columns", "optimizer"))
+def _apply_gradients(
+    state: dict[str, adaptive.ColumnState],
+    residuals: dict[str, adaptive.Residuals],
+    d_embeddings: jax.Array,
+    *,
+    columns: tuple[EmbeddingColumn, ...],
+    optimizer: Any,
+) -> dict[str, adaptive.ColumnState]:
+    """`apply_gradients`, jitted."""
+    start = 0
+    for column in columns:
+        static_spec, dynamic_spec = _optimizers(column, optimizer)
+        gradient = d_embeddings[:, start : start + column.dimension]
+        start += column.dimension
+        state[column.name] = adaptive.apply_gradients(
+            state[column.name],
+            residuals[column.name],
+            gradient,
+            static_optimizer=static_spec,
+            dynamic_optimizer=dynamic_spec,
+        )
+    return state
