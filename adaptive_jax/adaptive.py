@@ -211,6 +211,11 @@ def apply_gradients(
 
     Returns:
       The state, its `step` (and the dynamic table's) one further.
+
+    Note: XLA updates the tables in place when the gradient depends on the
+    embeddings, as with any model. With a loss linear in the embeddings (whose
+    gradient is a constant), nothing orders the lookup's read of the static table
+    before this update's writes, and XLA copies the table to be safe.
     """
     grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
     if state.static is not None:
