@@ -39,3 +39,46 @@ def exclusive_count(mask: jax.Array) -> jax.Array:
     """
     ones = mask.astype(jnp.int32)
     return jax.lax.associative_scan(jnp.add, ones) - ones
+
+
+def wide_zero() -> jax.Array:
+    """A 64-bit counter as two uint32 words (hi, lo): exact without x64."""
+    return jnp.zeros((2,), jnp.uint32)
+
+
+def wide_add(counter: jax.Array, amount: jax.Array) -> jax.Array:
+    """`counter + amount` for a wide counter and a non-negative int32 amount."""
+    lo = counter[1] + amount.astype(jnp.uint32)
+    carry = (lo < counter[1]).astype(jnp.uint32)
+    return jnp.stack([counter[0] + carry, lo])
+
+
+def wide_value(counter: jax.Array) -> int:
+    """The value of a wide counter, on the host."""
+    hi, lo = (int(word) for word in counter.tolist())
+    return (hi << 32) | lo
+
+
+def materialized(fn, *args):
+    """`fn(*args)`, computed once into buffers of its own.
+
+    XLA fuses cheap producers into each of their consumers, so that a mask
+    computed from an array may be recomputed, from that array, long after the
+    array was updated in place; XLA then copies the array to stay correct. A
+    while loop that runs once (its trip count is unknown to the compiler) keeps
+    the results whole: everything after reads them, not `args`, and the reads of
+    `args` happen before any later write to them.
+    """
+    shapes = jax.eval_shape(fn, *args)
+    start = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    leaves = jax.tree.leaves(args)
+    trips = 1 + (jnp.ravel(leaves[0])[0] != jnp.ravel(leaves[0])[0]).astype(jnp.int32)
+
+    def body(state):
+        count, _ = state
+        return count + 1, fn(*args)
+
+    _, out = jax.lax.while_loop(
+        lambda state: state[0] < trips, body, (jnp.int32(0), start)
+    )
+    return out

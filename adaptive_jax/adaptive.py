@@ -23,6 +23,16 @@ Migration: the optimizer slots of a promoted row are
   gives back the copied value;
 - "copy": the bucket's own slots.
 No gradient flows into the static table through the copy.
+
+Admission: without a mask, a column with an admission filter routes an id to
+the dynamic table once its count reaches the filter's `filter_freq`; the counts
+of ids that have no row yet live in a fixed-size sketch in the state. An id is
+promoted at the step in which its count, this step's occurrences included,
+reaches the threshold, and from then on reads its row. In a plain dynamic
+column (DeepRec's rule), an id that is not admitted reads
+`default_value_no_permission` and its gradient is dropped; at the step of its
+admission it still reads that value (its count before the step fell short), and
+its gradient trains its new row.
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from adaptive_jax import _numerics, combiners
+from adaptive_jax import _numerics, _sketch, combiners, statistics
 from adaptive_jax import ev as ev_lib
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import sparse as sparse_lib
@@ -62,12 +72,17 @@ class ColumnState:
       dynamic: the `ev.EmbeddingVariable`, or None for a plain static column.
       default_values: `[default_value_dim, dim]` starting values of new keys of
         a plain dynamic column (DeepRec's default-value matrix), or None.
+      sketch: the counts of ids without a row, with an admission filter; else
+        None.
+      stats: the column's `statistics.ColumnStats`.
       step: `[] int32`, training steps taken; the learning-rate schedules' count.
     """
 
     static: StaticTable | None
     dynamic: ev_lib.EmbeddingVariable | None
     default_values: jax.Array | None
+    sketch: _sketch.Sketch | None
+    stats: statistics.ColumnStats
     step: jax.Array
 
 
@@ -78,12 +93,13 @@ class ColumnIds:
     Attributes:
       ids: `SparseIds` whose values are the dynamic-table keys.
       buckets: `[size] int32`, each id's static bucket (0 without static table).
-      to_dynamic: `[size] bool`, the routing mask (1: dynamic table).
+      to_dynamic: `[size] bool`, the routing mask (1: dynamic table); None to
+        let the admission filter route.
     """
 
     ids: sparse_lib.SparseIds
     buckets: jax.Array
-    to_dynamic: jax.Array
+    to_dynamic: jax.Array | None
 
 
 class Residuals(NamedTuple):
@@ -128,6 +144,14 @@ def _starting_rows(
     return values, optimizer.init_slots(values)
 
 
+def _admit(
+    state: ColumnState, keys: ids_lib.Ids, absent: jax.Array, admission: Any
+) -> tuple[ColumnState, jax.Array, jax.Array]:
+    """Counts the absent ids in the sketch: (state, admitted, count after)."""
+    sketch, _, after = _sketch.add(state.sketch, keys, absent)
+    return state.replace(sketch=sketch), absent & admission.admits(after), after
+
+
 def lookup(
     state: ColumnState,
     inputs: ColumnIds,
@@ -135,9 +159,10 @@ def lookup(
     combiner: str,
     dynamic_optimizer: Any,
     migration: str = "deeprec",
+    admission: Any = None,
     no_permission_value: float = 0.0,
 ) -> tuple[jax.Array, ColumnState, Residuals]:
-    """Embeddings of a batch: insert (migrate), gather, combine. Jittable.
+    """Embeddings of a batch: admit, insert (migrate), gather, combine. Jittable.
 
     Args:
       state: the column's state; donate it under jit.
@@ -145,45 +170,67 @@ def lookup(
       combiner: "sum", "mean" or "sqrtn".
       dynamic_optimizer: the optimizer spec of the dynamic rows (its slots).
       migration: "deeprec", "warm" or "copy".
-      no_permission_value: the value of an id of a plain dynamic column that has
-        no row (the table is full).
+      admission: the admission filter (`options.AdmissionFilter`), or None.
+      no_permission_value: what a plain dynamic column gives an id without a
+        row (not admitted yet, or no room).
 
     Returns:
       `(embeddings [batch_size, dim], state, residuals)`.
     """
     batch = inputs.ids
     valid = batch.valid
-    served_dynamic = jnp.zeros_like(valid)
+    nothing = jnp.zeros_like(valid)
+    read_dynamic = trained_dynamic = refused = nothing
     dynamic_rows = static_rows = jnp.zeros(valid.shape, jnp.int32)
     if state.dynamic is not None:
-        routed = valid & inputs.to_dynamic if state.static is not None else valid
+        routed = valid
+        if state.static is not None and inputs.to_dynamic is not None:
+            routed = valid & inputs.to_dynamic  # an explicit mask wins
+        found = table_lib.find(state.dynamic.table, batch.values)
+        absent = routed & (found.rows < 0)
+        insert, freq = absent, None
+        by_policy = admission is not None and (
+            state.static is None or inputs.to_dynamic is None
+        )
+        if by_policy:
+            state, insert, freq = _admit(state, batch.values, absent, admission)
+            refused = absent & ~insert
         starting = functools.partial(
             _starting_rows, state, inputs, dynamic_optimizer, migration
         )
-        dynamic, rows = ev_lib.lookup_or_insert(
-            state.dynamic, batch.values, routed, valid=routed, starting_rows=starting
+        dynamic, rows, new = ev_lib.insert_absent(
+            state.dynamic, found, insert, valid=routed, starting_rows=starting
         )
+        if freq is not None:  # a promoted key's count includes its past
+            table = table_lib.set_frequency(dynamic.table, rows, new, freq)
+            dynamic = dynamic.replace(table=table)
         state = state.replace(dynamic=dynamic)
-        served_dynamic = routed & (rows >= 0)
-        dynamic_rows = jnp.where(served_dynamic, rows, dynamic.capacity)
-        values = ev_lib.gather(dynamic, dynamic_rows)
+        trained_dynamic = routed & (rows >= 0)
+        read_dynamic = trained_dynamic
+        if state.static is None and by_policy:
+            read_dynamic = trained_dynamic & ~new  # admitted now: not yet read
+        dynamic_rows = jnp.where(trained_dynamic, rows, dynamic.capacity)
+        values = ev_lib.gather(dynamic, jnp.where(read_dynamic, rows, dynamic.capacity))
         if state.static is None:
-            values = jnp.where(served_dynamic[:, None], values, no_permission_value)
+            values = jnp.where(read_dynamic[:, None], values, no_permission_value)
+    read_static = nothing
     if state.static is not None:
-        served_static = valid & ~served_dynamic
+        read_static = valid & ~trained_dynamic
         static_rows = jnp.where(
-            served_static, inputs.buckets, state.static.values.shape[0]
+            read_static, inputs.buckets, state.static.values.shape[0]
         )
         # Only the ids served by their buckets read the static table; the others
         # read bucket 0, which stays in cache.
         static_values = state.static.values.at[
-            jnp.where(served_static, inputs.buckets, 0)
+            jnp.where(read_static, inputs.buckets, 0)
         ].get(mode="promise_in_bounds")
         values = (
             static_values
             if state.dynamic is None
-            else jnp.where(served_dynamic[:, None], values, static_values)
+            else jnp.where(trained_dynamic[:, None], values, static_values)
         )
+    served = (read_static, read_dynamic, valid & ~read_static & ~read_dynamic)
+    state = state.replace(stats=statistics.record_lookup(state.stats, served, refused))
     scale = combiners.scales(
         batch.row_ids, batch.weights, valid, batch.batch_size, combiner
     )

@@ -90,17 +90,37 @@ def lookup_or_insert(
     Returns:
       `(variable, rows)`, rows EMPTY (-1) where a key has no row.
     """
-    table, rows, new = table_lib.lookup_or_insert_new(
-        variable.table, keys, insert, valid=valid
+    found = table_lib.find(variable.table, keys)
+    variable, rows, _ = insert_absent(
+        variable, found, insert, valid=valid, starting_rows=starting_rows
+    )
+    return variable, rows
+
+
+def insert_absent(
+    variable: EmbeddingVariable,
+    found: table_lib.Found,
+    insert: jax.Array,
+    *,
+    valid: jax.Array,
+    starting_rows: Callable[[jax.Array], tuple[jax.Array, Any]],
+) -> tuple[EmbeddingVariable, jax.Array, jax.Array]:
+    """`lookup_or_insert` after `table.find`: for a caller that decides which
+    absent keys to insert in between (an admission filter).
+
+    Returns:
+      `(variable, rows, new)`, flat; `new` True for entries inserted now.
+    """
+    table, rows, new = table_lib.insert_absent(
+        variable.table, found, insert, valid=valid
     )
     n = rows.shape[0]
 
     def start_rows(state, entries):
         values, slots = state
-        at = jnp.where(
-            entries < n, rows[jnp.minimum(entries, n - 1)], variable.capacity
-        )
-        new_values, new_slots = starting_rows(jnp.minimum(entries, n - 1))
+        entry = jnp.minimum(entries, n - 1)
+        at = jnp.where(entries < n, rows[entry], variable.capacity)
+        new_values, new_slots = starting_rows(entry)
         values = values.at[at].set(new_values.astype(values.dtype), mode="drop")
         return values, set_rows(slots, at, new_slots)
 
@@ -108,7 +128,30 @@ def lookup_or_insert(
     if n:
         chunk = -(-n // _CHUNKS)
         values, slots = _chunks.for_each_chunk(new, chunk, start_rows, (values, slots))
-    return variable.replace(table=table, values=values, slots=slots), rows
+    return variable.replace(table=table, values=values, slots=slots), rows, new
+
+
+def reset_rows(
+    variable: EmbeddingVariable, dead: jax.Array, fresh_slots: Any
+) -> EmbeddingVariable:
+    """Takes back the rows marked in `dead [capacity] bool`: their keys leave the
+    table, their values go to 0 and their slots to `fresh_slots` (`[dim]` rows).
+    O(capacity) to find them, O(rows x dim) to reset them."""
+    capacity = variable.capacity
+    table = table_lib.remove_rows(variable.table, dead)
+
+    def reset(state, rows):
+        values, slots = state
+        values = values.at[rows].set(0, mode="drop")
+        blank = type(slots)(
+            *(jnp.broadcast_to(f, (rows.shape[0], f.shape[-1])) for f in fresh_slots)
+        )
+        return values, set_rows(slots, rows, blank)
+
+    values, slots = _chunks.for_each_chunk(
+        dead, max(1, capacity // 64), reset, (variable.values, variable.slots)
+    )
+    return variable.replace(table=table, values=values, slots=slots)
 
 
 def gather(variable: EmbeddingVariable, rows: jax.Array) -> jax.Array:

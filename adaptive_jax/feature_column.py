@@ -45,10 +45,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaptive_jax import _fingerprint, adaptive, combiners, initializers, optim
+from adaptive_jax import (
+    _fingerprint,
+    _sketch,
+    adaptive,
+    combiners,
+    eviction,
+    initializers,
+    optim,
+    statistics,
+)
 from adaptive_jax import ev as ev_lib
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import sparse as sparse_lib
+from adaptive_jax import table as table_lib
 from adaptive_jax.options import EmbeddingVariableOption
 
 DTYPES = ("string", "int64", "int32")
@@ -239,7 +249,7 @@ def init_state(
         )
         static_key, default_key = jax.random.split(column_key)
         static_spec, dynamic_spec = _optimizers(column, optimizer)
-        static = dynamic = defaults = None
+        static = dynamic = defaults = sketch = None
         if categorical.hash_bucket_size is not None:
             values = init(static_key, (categorical.hash_bucket_size, dim), jnp.float32)
             static = adaptive.StaticTable(values, static_spec.init_slots(values))
@@ -248,12 +258,20 @@ def init_state(
             dynamic = ev_lib.EmbeddingVariable.create(
                 option.capacity, dim, dynamic_spec
             )
+            if option.filter_option is not None:
+                shape = option.filter_option.sketch_shape(option.capacity)
+                sketch = _sketch.Sketch.create(*shape)
             if categorical.hash_bucket_size is None:
                 draw = option.init_option.initializer or init
                 shape = (option.init_option.default_value_dim, dim)
                 defaults = draw(default_key, shape, jnp.float32)
         state[column.name] = adaptive.ColumnState(
-            static, dynamic, defaults, jnp.zeros([], jnp.int32)
+            static,
+            dynamic,
+            defaults,
+            sketch,
+            statistics.ColumnStats.create(),
+            jnp.zeros([], jnp.int32),
         )
     return state
 
@@ -305,8 +323,9 @@ def _routing(
     batch: sparse_lib.SparseIds,
     categorical: CategoricalColumn,
     masks: Mapping[str, Any],
-) -> np.ndarray:
-    """The per-id routing mask of an adaptive column, padded to the batch's size."""
+) -> np.ndarray | None:
+    """The per-id routing mask of an adaptive column, padded to the batch's size;
+    None when its admission filter routes."""
     key = categorical.key
     num_ids = int(np.sum(np.asarray(batch.valid)))
     if key not in masks:
@@ -315,11 +334,7 @@ def _routing(
                 f"column '{key}' is adaptive: give adaptive_mask_tensors['{key}'] (one "
                 "0/1 per id) or an admission policy (ev_option.filter_option)"
             )
-        policy = type(categorical.ev_option.filter_option).__name__
-        raise NotImplementedError(
-            f"column '{key}': admission by {policy} comes with the adaptive policy; "
-            "give adaptive_mask_tensors for now"
-        )
+        return None
     mask = np.asarray(masks[key])
     if mask.ndim != 1 or mask.shape[0] != num_ids:
         raise ValueError(
@@ -379,14 +394,14 @@ def prepare(
             )
         batch = _as_sparse(features[categorical.key], categorical.key, size)
         keys, buckets = _keys_and_buckets(batch, categorical)
-        routing = np.zeros(batch.size, bool)
+        routing = None
         if categorical.adaptive:
             routing = _routing(batch, categorical, masks)
         batch_sizes.add(batch.batch_size)
         prepared[column.name] = adaptive.ColumnIds(
             ids=batch.replace(values=ids_lib.from_numpy(keys)),
             buckets=jnp.asarray(buckets),
-            to_dynamic=jnp.asarray(routing),
+            to_dynamic=None if routing is None else jnp.asarray(routing),
         )
     if len(batch_sizes) > 1:
         raise ValueError(f"features have different batch sizes: {sorted(batch_sizes)}")
@@ -448,6 +463,7 @@ def _input_layer(
             combiner=column.combiner,
             dynamic_optimizer=dynamic_spec,
             migration=column.categorical_column.migration,
+            admission=option.filter_option if option else None,
             no_permission_value=(
                 option.init_option.default_value_no_permission if option else 0.0
             ),
@@ -506,3 +522,84 @@ def _apply_gradients(
             dynamic_optimizer=dynamic_spec,
         )
     return state
+
+
+def _fresh_slots(column: EmbeddingColumn, optimizer: Any) -> Any:
+    _, dynamic_spec = _optimizers(column, optimizer)
+    return dynamic_spec.init_slots(jnp.zeros((column.dimension,), jnp.float32))
+
+
+def evict(
+    state: Mapping[str, adaptive.ColumnState],
+    feature_columns: Sequence[EmbeddingColumn],
+    optimizer: Any,
+) -> dict[str, adaptive.ColumnState]:
+    """Runs each column's eviction policies (`ev_option.evict_option`). Jittable;
+    O(capacity). Call it every so many steps, or use `maybe_evict` in the step.
+
+    Args:
+      state: the columns' state; donate it under jit.
+      feature_columns: the columns.
+      optimizer: the optimizer of the tables (evicted rows get fresh slots).
+    """
+    state = dict(state)
+    for column in _ordered(feature_columns):
+        option = column.categorical_column.ev_option
+        if option is not None and option.evict_policies:
+            state[column.name] = eviction.evict(
+                state[column.name],
+                option.evict_policies,
+                _fresh_slots(column, optimizer),
+            )
+    return state
+
+
+def maybe_evict(
+    state: Mapping[str, adaptive.ColumnState],
+    feature_columns: Sequence[EmbeddingColumn],
+    optimizer: Any,
+    *,
+    every: int,
+) -> dict[str, adaptive.ColumnState]:
+    """`evict` every `every` steps (by each column's step), for use inside a
+    jitted training step; otherwise a no-op."""
+    if every < 1:
+        raise ValueError(f"maybe_evict: every must be >= 1, got {every}")
+    state = dict(state)
+    for column in _ordered(feature_columns):
+        option = column.categorical_column.ev_option
+        if option is None or not option.evict_policies:
+            continue
+        policies, fresh = option.evict_policies, _fresh_slots(column, optimizer)
+        state[column.name] = jax.lax.cond(
+            state[column.name].step % every == 0,
+            lambda s, p=policies, f=fresh: eviction.evict(s, p, f),
+            lambda s: s,
+            state[column.name],
+        )
+    return state
+
+
+def summary(state: Mapping[str, adaptive.ColumnState]) -> dict[str, dict]:
+    """`statistics.summary` of each column, on the host: cheap enough to log
+    every step."""
+    return {name: statistics.summary(column) for name, column in state.items()}
+
+
+def counts(
+    state: Mapping[str, adaptive.ColumnState],
+    column: EmbeddingColumn,
+    keys: ids_lib.IdsLike,
+) -> np.ndarray:
+    """How often a column with a dynamic table saw each key: its row's `freq` if
+    it has a row, else its count in the admission sketch (an upper bound), else
+    0. On the host; `keys` are the dynamic table's keys."""
+    column_state = state[column.name]
+    flat = ids_lib.as_ids(keys).reshape(-1)
+    table = column_state.dynamic.table
+    rows = np.asarray(table_lib.lookup(table, flat))
+    freq = np.asarray(table.freq)[np.maximum(rows, 0)]
+    sketched = np.zeros_like(rows)
+    if column_state.sketch is not None:
+        sketched = np.asarray(_sketch.estimate(column_state.sketch, flat))
+    return np.where(rows >= 0, freq, sketched)

@@ -9,10 +9,16 @@ construction, with an error that names the option and the field.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
+import jax
+import jax.numpy as jnp
+
+from adaptive_jax import _sketch
 from adaptive_jax import table as table_lib
 
 Initializer = Callable  # (key, shape, dtype) -> array, as jax.nn.initializers
@@ -54,11 +60,35 @@ class InitializerOption:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class CounterFilter:
-    """Admits a key into the dynamic table once its count reaches `filter_freq`."""
+class AdmissionFilter(abc.ABC):
+    """Admits an id into the dynamic table once its count reaches `filter_freq`.
+
+    The counts of ids that have no row yet live in a fixed-size sketch beside
+    the tables, never in a structure that grows; subclasses size it.
+    """
 
     filter_freq: int
+
+    @abc.abstractmethod
+    def sketch_shape(self, capacity: int) -> tuple[int, int]:
+        """(depth, width) of the sketch, for a dynamic table of `capacity` rows."""
+
+    def admits(self, counts: jax.Array) -> jax.Array:
+        """Whether ids with these counts are admitted: `count >= filter_freq`."""
+        return counts >= self.filter_freq
+
+
+@dataclasses.dataclass(frozen=True)
+class CounterFilter(AdmissionFilter):
+    """Admits a key into the dynamic table once its count reaches `filter_freq`.
+
+    The counts sit in a count-min sketch of `sketch_depth` rows of the next
+    power of two at or above the capacity (DeepRec keeps them, exactly, in its
+    growing hash map); a count may come out high, never low.
+    """
+
+    filter_freq: int
+    sketch_depth: int = dataclasses.field(default=3, kw_only=True)
 
     def __post_init__(self):
         _require(
@@ -66,10 +96,18 @@ class CounterFilter:
             "CounterFilter",
             f"filter_freq must be an int >= 1, got {self.filter_freq!r}",
         )
+        _require(
+            _is_int(self.sketch_depth) and self.sketch_depth >= 1,
+            "CounterFilter",
+            f"sketch_depth must be an int >= 1, got {self.sketch_depth!r}",
+        )
+
+    def sketch_shape(self, capacity: int) -> tuple[int, int]:
+        return _sketch.count_min_shape(capacity, self.sketch_depth)
 
 
 @dataclasses.dataclass(frozen=True)
-class CBFFilter:
+class CBFFilter(AdmissionFilter):
     """`CounterFilter` with the counts in a counting Bloom filter of fixed size,
     sized for `max_element_size` keys at `false_positive_probability`."""
 
@@ -95,33 +133,128 @@ class CBFFilter:
             f"{self.false_positive_probability!r}",
         )
 
-
-@dataclasses.dataclass(frozen=True)
-class GlobalStepEvict:
-    """Evicts a row when `global_step - last_step > steps_to_live`."""
-
-    steps_to_live: int
-
-    def __post_init__(self):
-        _require(
-            _is_int(self.steps_to_live) and self.steps_to_live >= 0,
-            "GlobalStepEvict",
-            f"steps_to_live must be an int >= 0, got {self.steps_to_live!r}",
+    def sketch_shape(self, capacity: int) -> tuple[int, int]:
+        del capacity  # sized from the expected number of keys instead
+        return _sketch.bloom_shape(
+            self.max_element_size, self.false_positive_probability
         )
 
 
+class RowState(NamedTuple):
+    """What an eviction policy may look at, for every row of the table."""
+
+    step: jax.Array  # [] int32, the global step
+    last_step: jax.Array  # [capacity] int32
+    freq: jax.Array  # [capacity] int32
+    values: jax.Array  # [capacity, dim]
+    live: jax.Array  # [capacity] bool
+
+
+class EvictionPolicy(abc.ABC):
+    """Chooses rows of the dynamic table to evict; `reason` names it in the
+    statistics."""
+
+    reason: str
+
+    @abc.abstractmethod
+    def evict(self, rows: RowState) -> jax.Array:
+        """`[capacity] bool`: the live rows to evict."""
+
+
 @dataclasses.dataclass(frozen=True)
-class L2WeightEvict:
+class GlobalStepEvict(EvictionPolicy):
+    """Evicts a row when `global_step - last_step > steps_to_live`."""
+
+    steps_to_live: int
+    reason = "steps"
+
+    def __post_init__(self):
+        _require(
+            _is_int(self.steps_to_live) and self.steps_to_live >= 1,
+            "GlobalStepEvict",
+            f"steps_to_live must be an int >= 1, got {self.steps_to_live!r}",
+        )
+
+    def evict(self, rows: RowState) -> jax.Array:
+        return rows.live & (rows.step - rows.last_step > self.steps_to_live)
+
+
+@dataclasses.dataclass(frozen=True)
+class L2WeightEvict(EvictionPolicy):
     """Evicts a row when `0.5 * sum(value**2) < l2_weight_threshold` (DeepRec's 0.5)."""
 
     l2_weight_threshold: float
+    reason = "l2"
 
     def __post_init__(self):
         _require(
             self.l2_weight_threshold >= 0.0,
             "L2WeightEvict",
-            f"l2_weight_threshold must be >= 0, got {self.l2_weight_threshold!r}",
+            "l2_weight_threshold must be a number >= 0, got "
+            f"{self.l2_weight_threshold!r}",
         )
+
+    def evict(self, rows: RowState) -> jax.Array:
+        energy = 0.5 * jnp.sum(jnp.square(rows.values.astype(jnp.float32)), axis=1)
+        return rows.live & (energy < self.l2_weight_threshold)
+
+
+@dataclasses.dataclass(frozen=True)
+class PressureEvict(EvictionPolicy):
+    """When the table is fuller than `max_load`, evicts its weakest rows, down to
+    about `target_load`, so that newcomers find room instead of being refused.
+
+    Weakest: the stalest (`score="staleness"`: the oldest `last_step`), the
+    least frequent (`"frequency"`), or the lowest of a user's
+    `score(rows: RowState) -> [capacity] float`. The cut is the score below
+    which enough rows lie, found with a histogram of 1,024 bins (O(capacity), no
+    sort), so the load lands at or a little below the target. Not in DeepRec.
+    """
+
+    max_load: float = 0.95
+    target_load: float = 0.9
+    score: str | Callable = "staleness"
+    reason = "pressure"
+
+    def __post_init__(self):
+        _require(
+            0.0 < self.target_load < self.max_load <= 1.0,
+            "PressureEvict",
+            "need 0 < target_load < max_load <= 1, got "
+            f"target_load={self.target_load!r}, max_load={self.max_load!r}",
+        )
+        _require(
+            callable(self.score) or self.score in ("staleness", "frequency"),
+            "PressureEvict",
+            f"score must be 'staleness', 'frequency' or a function, got {self.score!r}",
+        )
+
+    def _scores(self, rows: RowState) -> jax.Array:
+        if self.score == "staleness":
+            return rows.last_step.astype(jnp.float32)
+        if self.score == "frequency":
+            return jnp.log1p(rows.freq.astype(jnp.float32))
+        return self.score(rows).astype(jnp.float32)
+
+    def evict(self, rows: RowState) -> jax.Array:
+        capacity = rows.live.shape[0]
+        live = jnp.sum(rows.live, dtype=jnp.int32)
+        excess = live - jnp.int32(math.floor(self.target_load * capacity))
+        under_pressure = live > jnp.int32(math.floor(self.max_load * capacity))
+        scores = self._scores(rows)
+        low = jnp.min(jnp.where(rows.live, scores, jnp.inf))
+        high = jnp.max(jnp.where(rows.live, scores, -jnp.inf))
+        bins = 1024
+        width = jnp.maximum(high - low, 1e-30) / bins
+        index = jnp.clip(((scores - low) / width).astype(jnp.int32), 0, bins - 1)
+        counts = (
+            jnp.zeros(bins, jnp.int32)
+            .at[jnp.where(rows.live, index, bins)]
+            .add(1, mode="drop")
+        )
+        # The fewest whole bins, from the bottom, that hold the excess rows.
+        cut = jnp.argmax(jnp.cumsum(counts) >= excess)
+        return rows.live & under_pressure & (index <= cut)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,15 +267,16 @@ class EmbeddingVariableOption:
         from their static bucket.
       init_option: `InitializerOption`.
       filter_option: `CounterFilter` or `CBFFilter`, or None.
-      evict_option: `GlobalStepEvict` or `L2WeightEvict`, or None.
+      evict_option: an `EvictionPolicy` (`GlobalStepEvict`, `L2WeightEvict`,
+        `PressureEvict`), a tuple of them (a row goes if any evicts it), or None.
       l1_mode: FTRL's L1 on the variable's rows: "row" (DeepRec's group lasso,
         the default) or "coordinate" (TensorFlow's).
     """
 
     capacity: int = 2**16
     init_option: InitializerOption = InitializerOption()
-    filter_option: CounterFilter | CBFFilter | None = None
-    evict_option: GlobalStepEvict | L2WeightEvict | None = None
+    filter_option: AdmissionFilter | None = None
+    evict_option: EvictionPolicy | tuple[EvictionPolicy, ...] | None = None
     l1_mode: Literal["row", "coordinate"] = "row"
 
     def __post_init__(self):
@@ -159,8 +293,7 @@ class EmbeddingVariableOption:
         )
         for field, kinds in (
             ("init_option", (InitializerOption,)),
-            ("filter_option", (CounterFilter, CBFFilter, type(None))),
-            ("evict_option", (GlobalStepEvict, L2WeightEvict, type(None))),
+            ("filter_option", (AdmissionFilter, type(None))),
         ):
             _require(
                 isinstance(getattr(self, field), kinds),
@@ -168,3 +301,19 @@ class EmbeddingVariableOption:
                 f"{field} must be one of {[k.__name__ for k in kinds]}, got "
                 f"{type(getattr(self, field)).__name__}",
             )
+        _require(
+            all(isinstance(p, EvictionPolicy) for p in self.evict_policies),
+            "EmbeddingVariableOption",
+            "evict_option must be an EvictionPolicy (GlobalStepEvict, "
+            "L2WeightEvict, PressureEvict) or a tuple of them, got "
+            f"{self.evict_option!r}",
+        )
+
+    @property
+    def evict_policies(self) -> tuple[EvictionPolicy, ...]:
+        """The eviction policies, as a tuple (empty without any)."""
+        if self.evict_option is None:
+            return ()
+        if isinstance(self.evict_option, tuple):
+            return self.evict_option
+        return (self.evict_option,)

@@ -22,6 +22,8 @@ it on every call:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -278,18 +280,69 @@ def lookup_or_insert_new(
       shape of `keys`, True for every entry of a key inserted by this call.
     """
     ids, shape, (insert, valid) = _flat_inputs(keys, insert=insert, valid=valid)
-    with jax.named_scope("aj.table.lookup_or_insert"):
+    table, rows, new = insert_absent(
+        table, find(table, ids), insert & valid, valid=valid
+    )
+    return table, rows.reshape(shape), new.reshape(shape)
+
+
+class Found(NamedTuple):
+    """Where flat keys are, from `find`; `insert_absent` takes it, so that a
+    caller can decide which absent keys to insert (an admission policy) between
+    the two without probing twice."""
+
+    ids: ids_lib.Ids  # [n] the keys
+    candidates: _index.Candidates  # their buckets and tags
+    rows: jax.Array  # [n] int32, EMPTY where absent
+
+
+def find(table: DynamicTable, keys: ids_lib.IdsLike) -> Found:
+    """Finds the flat `keys` (`[n]`); changes nothing. See `insert_absent`."""
+    ids = ids_lib.as_ids(keys).reshape(-1)
+    with jax.named_scope("aj.table.find"):
         cand = _index.candidates(ids, table.slots)
-        found = _index.probe(table.slots, table.row_keys, ids, cand)
-        contending = valid & insert & (found.row == EMPTY)
-        table, new_rows = _insert(table, ids, cand, contending)
+        return Found(
+            ids, cand, _index.probe(table.slots, table.row_keys, ids, cand).row
+        )
+
+
+def insert_absent(
+    table: DynamicTable, found: Found, insert: jax.Array, *, valid: jax.Array
+) -> tuple[DynamicTable, jax.Array, jax.Array]:
+    """Gives rows to the absent keys of `found` whose `insert` is True.
+
+    As `lookup_or_insert`, after `find`: repeats share a row, rows go in the
+    order of first occurrence, refused entries count in `overflows`, and every
+    valid entry that ends with a row counts in `freq` and `last_step`.
+
+    Args:
+      table: the table `found` was found in; donate it under jit.
+      found: `find`'s result.
+      insert: `[n] bool`, which entries may insert their key if it is absent.
+      valid: `[n] bool`; False entries get EMPTY and touch nothing.
+
+    Returns:
+      `(table, rows, new)`, flat: rows EMPTY where none; `new` True for every
+      entry of a key inserted now.
+    """
+    with jax.named_scope("aj.table.insert_absent"):
+        contending = valid & insert & (found.rows == EMPTY)
+        table, new_rows = _insert(table, found.ids, found.candidates, contending)
         refused = jnp.sum(contending & (new_rows == EMPTY), dtype=jnp.int32)
         table = table.replace(
             overflows=_numerics.saturating_add(table.overflows, refused)
         )
-        rows = jnp.where(valid, jnp.maximum(found.row, new_rows), EMPTY)
-        new = contending & (new_rows >= 0)
-        return _touch(table, rows), rows.reshape(shape), new.reshape(shape)
+        rows = jnp.where(valid, jnp.maximum(found.rows, new_rows), EMPTY)
+        return _touch(table, rows), rows, contending & (new_rows >= 0)
+
+
+def set_frequency(
+    table: DynamicTable, rows: jax.Array, where: jax.Array, freq: jax.Array
+) -> DynamicTable:
+    """Sets `freq` of `rows[where]` to `freq[where]` (saturating at INT32_MAX):
+    a key admitted by a filter brings the count it had before its row."""
+    at = jnp.where(where & (rows >= 0), rows, table.capacity)
+    return table.replace(freq=table.freq.at[at].set(freq, mode="drop"))
 
 
 def _touch(table: DynamicTable, rows: jax.Array) -> DynamicTable:

@@ -1,0 +1,89 @@
+"""Counts of ids in fixed-size state: a count-min sketch (Cormode & Muthukrishnan).
+
+`depth` rows of `width` counters; an id adds 1 to one counter per row, chosen by
+an independent hash, and its count is the least of its counters. The estimate
+never falls below the true count and errs above it by about `e / width` of all
+the counts added, with probability `1 - exp(-depth)`. A counting Bloom filter is
+the same structure with its `k` hashes in `k` rows (a partitioned one), sized
+from the expected number of ids and the false-positive rate. Counters saturate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from adaptive_jax import _device_hash, _numerics
+from adaptive_jax import ids as ids_lib
+
+_SEED = 0x5CE7C4
+
+
+@struct.dataclass
+class Sketch:
+    """Counters, `[depth, width] int32`."""
+
+    counts: jax.Array
+
+    @classmethod
+    def create(cls, depth: int, width: int) -> Sketch:
+        return cls(jnp.zeros((depth, width), jnp.int32))
+
+
+def count_min_shape(capacity: int, depth: int = 3) -> tuple[int, int]:
+    """A count-min sketch for a dynamic table of `capacity` rows: `depth` rows of
+    the next power of two at or above the capacity (at least 1,024)."""
+    return depth, max(1024, 1 << (capacity - 1).bit_length())
+
+
+def bloom_shape(
+    max_elements: int, false_positive_probability: float
+) -> tuple[int, int]:
+    """A counting Bloom filter for `max_elements` ids at the given false-positive
+    rate: `m = -n ln p / ln(2)**2` counters and `k = m / n ln 2` hashes, as `k`
+    rows of `m / k`."""
+    total = math.ceil(
+        -max_elements * math.log(false_positive_probability) / math.log(2) ** 2
+    )
+    hashes = max(1, round(total / max_elements * math.log(2)))
+    return hashes, max(1, math.ceil(total / hashes))
+
+
+def _positions(sketch: Sketch, ids: ids_lib.Ids) -> jax.Array:
+    """`[depth, n]` flat counter positions of each id, one per row."""
+    depth, width = sketch.counts.shape
+    rows = [
+        row * width + _device_hash.bucket(ids, width, seed=_SEED + row)
+        for row in range(depth)
+    ]
+    return jnp.stack(rows)
+
+
+def estimate(sketch: Sketch, ids: ids_lib.Ids) -> jax.Array:
+    """`[n] int32` estimated counts of the flat `ids` (never below the truth)."""
+    flat = sketch.counts.reshape(-1)
+    return jnp.min(flat[_positions(sketch, ids)], axis=0)
+
+
+def add(
+    sketch: Sketch, ids: ids_lib.Ids, mask: jax.Array
+) -> tuple[Sketch, jax.Array, jax.Array]:
+    """Counts one occurrence of each of the flat `ids` where `mask` is True.
+
+    Returns:
+      `(sketch, before, after)`: the estimates of every id before and after
+      this batch's occurrences (repeats in the batch all count).
+    """
+    positions = _positions(sketch, ids)
+    flat = sketch.counts.reshape(-1)
+    before = jnp.min(flat[positions], axis=0)
+    # `before >= 0` always holds: indexing through it orders the read before the
+    # write, so that XLA adds in place instead of copying the counters.
+    counted = mask & (before >= 0)
+    at = jnp.where(counted[None, :], positions, flat.size).reshape(-1)
+    flat = _numerics.saturating_scatter_add(flat, at, 1)
+    after = jnp.min(flat[positions], axis=0)
+    return Sketch(flat.reshape(sketch.counts.shape)), before, after

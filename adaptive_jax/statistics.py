@@ -1,0 +1,122 @@
+"""What a column's tables are doing, from counters kept in its state.
+
+DeepRec gives no figures on its embedding variables. Here each step updates a few
+counters (O(1) beyond the step's own work), and `summary` reads them with no pass
+over the table, cheap enough to log every step: live rows, capacity, load, the
+lookups each store served in the last step and in total, promotions into the
+dynamic table, admissions the filter refused, overflows (ids a full table turned
+away to their buckets), evictions by reason and the mean age at eviction.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from adaptive_jax import _numerics
+
+REASONS = ("steps", "l2", "pressure")  # the `reason` of each eviction policy
+STORES = ("static", "dynamic", "default")  # default: a plain dynamic column's
+#   value for ids that have no row (not admitted, or no room)
+
+
+@struct.dataclass
+class ColumnStats:
+    """Counters of one column.
+
+    Attributes:
+      last_served: `[3] int32`, ids served by each of `STORES` in the last step.
+      total_served: `[3, 2] uint32`, the same since creation, as 64-bit counters.
+      refused: `[] int32`, id occurrences the admission filter kept out
+        (saturating).
+      evictions: `[3] int32`, rows evicted for each of `REASONS` (saturating).
+      evicted_age: `[] float32`, the mean `step - last_step` of evicted rows.
+    """
+
+    last_served: jax.Array
+    total_served: jax.Array
+    refused: jax.Array
+    evictions: jax.Array
+    evicted_age: jax.Array
+
+    @classmethod
+    def create(cls) -> ColumnStats:
+        return cls(
+            last_served=jnp.zeros((len(STORES),), jnp.int32),
+            total_served=jnp.zeros((len(STORES), 2), jnp.uint32),
+            refused=jnp.zeros([], jnp.int32),
+            evictions=jnp.zeros((len(REASONS),), jnp.int32),
+            evicted_age=jnp.zeros([], jnp.float32),
+        )
+
+
+def record_lookup(
+    stats: ColumnStats,
+    served: tuple[jax.Array, jax.Array, jax.Array],
+    refused: jax.Array,
+) -> ColumnStats:
+    """Counts a step's lookups: `served` masks per store, and refused admissions."""
+    counts = jnp.stack([jnp.sum(mask, dtype=jnp.int32) for mask in served])
+    total = jnp.stack(
+        [
+            _numerics.wide_add(stats.total_served[i], counts[i])
+            for i in range(len(STORES))
+        ]
+    )
+    return stats.replace(
+        last_served=counts,
+        total_served=total,
+        refused=_numerics.saturating_add(
+            stats.refused, jnp.sum(refused, dtype=jnp.int32)
+        ),
+    )
+
+
+def record_evictions(
+    stats: ColumnStats, by_reason: dict[str, jax.Array], ages: jax.Array
+) -> ColumnStats:
+    """Counts evicted rows per reason (`[capacity] bool` masks) and their ages."""
+    before = jnp.sum(stats.evictions).astype(jnp.float32)
+    evictions = stats.evictions
+    evicted = jnp.zeros_like(ages, dtype=bool)
+    for reason, mask in by_reason.items():
+        i = REASONS.index(reason)
+        count = jnp.sum(mask, dtype=jnp.int32)
+        evictions = evictions.at[i].set(_numerics.saturating_add(evictions[i], count))
+        evicted = evicted | mask
+    now = jnp.sum(evicted).astype(jnp.float32)
+    age_sum = jnp.sum(jnp.where(evicted, ages, 0).astype(jnp.float32))
+    mean = (stats.evicted_age * before + age_sum) / jnp.maximum(before + now, 1.0)
+    return stats.replace(evictions=evictions, evicted_age=mean)
+
+
+def summary(state) -> dict[str, int | float]:
+    """The statistics of a column's state (`adaptive.ColumnState`), on the host.
+
+    Keys: `live_rows`, `capacity`, `load`, `promotions` (keys given a dynamic
+    row), `overflows` (id occurrences a full table turned away), for a column
+    with a dynamic table; `served_<store>_last` and `served_<store>_total` for
+    each of `STORES`; `refused_admissions`; `evicted_<reason>` for each of
+    `REASONS`; `mean_age_at_eviction` (in steps).
+    """
+    stats, dynamic = jax.device_get((state.stats, state.dynamic))
+    out: dict[str, int | float] = {}
+    if dynamic is not None:
+        table = dynamic.table
+        live = table.capacity - int(table.num_free)
+        out |= {
+            "live_rows": live,
+            "capacity": table.capacity,
+            "load": live / table.capacity,
+            "promotions": int(table.inserts),
+            "overflows": int(table.overflows),
+        }
+    for i, store in enumerate(STORES):
+        out[f"served_{store}_last"] = int(stats.last_served[i])
+        out[f"served_{store}_total"] = _numerics.wide_value(stats.total_served[i])
+    out["refused_admissions"] = int(stats.refused)
+    for i, reason in enumerate(REASONS):
+        out[f"evicted_{reason}"] = int(stats.evictions[i])
+    out["mean_age_at_eviction"] = float(stats.evicted_age)
+    return out
