@@ -23,7 +23,7 @@ Carry = TypeVar("Carry")
 def for_each_chunk(
     marked: jax.Array,
     chunk_size: int,
-    body: Callable[[Carry, jax.Array], Carry],
+    body: Callable[[Carry, jax.Array, jax.Array], Carry],
     carry: Carry,
 ) -> Carry:
     """Runs `body(carry, entries)` over the marked entries, `chunk_size` at a time.
@@ -31,8 +31,9 @@ def for_each_chunk(
     Args:
       marked: `[n] bool`, the entries to visit.
       chunk_size: a Python int >= 1.
-      body: takes the carry and `[chunk_size] int32` indices of marked entries,
-        in their order, padded with `n`; returns the new carry.
+      body: takes the carry, `[chunk_size] int32` indices of marked entries,
+        in their order, padded with `n`, and the number of marked entries before
+        the chunk; returns the new carry.
       carry: the initial carry.
 
     Returns:
@@ -41,16 +42,17 @@ def for_each_chunk(
     n = marked.shape[0]
     rank = _numerics.exclusive_count(marked)
     num_chunks = -(-jnp.sum(marked, dtype=jnp.int32) // chunk_size)
+    # All the marked entries, in order, at the front of a buffer of whole chunks.
+    size = -(-n // chunk_size) * chunk_size
     everyone = jnp.arange(n, dtype=jnp.int32)
+    compact = jnp.full((size,), n, jnp.int32)
+    compact = compact.at[jnp.where(marked, rank, size)].set(everyone, mode="drop")
 
     def one_chunk(state):
         chunk, carry = state
-        offset = rank - chunk * chunk_size
-        inside = marked & (offset >= 0) & (offset < chunk_size)
-        entries = jnp.full((chunk_size,), n, jnp.int32)
-        at = jnp.where(inside, offset, chunk_size)
-        entries = entries.at[at].set(everyone, mode="drop")
-        return chunk + 1, body(carry, entries)
+        offset = chunk * chunk_size
+        entries = jax.lax.dynamic_slice_in_dim(compact, offset, chunk_size)
+        return chunk + 1, body(carry, entries, offset)
 
     _, carry = jax.lax.while_loop(
         lambda state: state[0] < num_chunks, one_chunk, (jnp.int32(0), carry)

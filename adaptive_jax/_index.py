@@ -300,13 +300,3 @@ def erase(
     # it after the read and updates the index in place, not a copy.
     at = jnp.where(hit & (winner < EMPTY), found.slot, flat.size)
     return _write(flat.reshape(slots.shape), at, FREE_TAG, EMPTY), first
-
-
-def erase_rows(slots: jax.Array, dead: jax.Array) -> jax.Array:
-    """Frees every slot whose row is marked in `dead [capacity] bool`. O(slots)."""
-    rows = slots[:, WAYS:]
-    erased = (rows >= 0) & dead[jnp.maximum(rows, 0)]
-    bucket = jnp.arange(slots.shape[0], dtype=jnp.int32)[:, None]
-    way = jnp.arange(WAYS, dtype=jnp.int32)[None, :]
-    at = jnp.where(erased, _tag_position(bucket, way), slots.size)
-    return _write(slots, at.reshape(-1), FREE_TAG, EMPTY)

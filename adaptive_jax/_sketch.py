@@ -5,7 +5,10 @@ an independent hash, and its count is the least of its counters. The estimate
 never falls below the true count and errs above it by about `e / width` of all
 the counts added, with probability `1 - exp(-depth)`. A counting Bloom filter is
 the same structure with its `k` hashes in `k` rows (a partitioned one), sized
-from the expected number of ids and the false-positive rate. Counters saturate.
+from the expected number of ids and the false-positive rate.
+
+Counters are float32: adding 1 to one at 2**24 leaves it there, so they saturate
+at 16,777,216 instead of wrapping, at no cost (admission thresholds are small).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from adaptive_jax import _device_hash, _numerics
+from adaptive_jax import _device_hash
 from adaptive_jax import ids as ids_lib
 
 _SEED = 0x5CE7C4
@@ -24,13 +27,13 @@ _SEED = 0x5CE7C4
 
 @struct.dataclass
 class Sketch:
-    """Counters, `[depth, width] int32`."""
+    """Counters, `[depth, width] float32` (whole numbers, saturating at 2**24)."""
 
     counts: jax.Array
 
     @classmethod
     def create(cls, depth: int, width: int) -> Sketch:
-        return cls(jnp.zeros((depth, width), jnp.int32))
+        return cls(jnp.zeros((depth, width), jnp.float32))
 
 
 def count_min_shape(capacity: int, depth: int = 3) -> tuple[int, int]:
@@ -65,25 +68,20 @@ def _positions(sketch: Sketch, ids: ids_lib.Ids) -> jax.Array:
 def estimate(sketch: Sketch, ids: ids_lib.Ids) -> jax.Array:
     """`[n] int32` estimated counts of the flat `ids` (never below the truth)."""
     flat = sketch.counts.reshape(-1)
-    return jnp.min(flat[_positions(sketch, ids)], axis=0)
+    return jnp.min(flat[_positions(sketch, ids)], axis=0).astype(jnp.int32)
 
 
-def add(
-    sketch: Sketch, ids: ids_lib.Ids, mask: jax.Array
-) -> tuple[Sketch, jax.Array, jax.Array]:
+def add(sketch: Sketch, ids: ids_lib.Ids, mask: jax.Array) -> tuple[Sketch, jax.Array]:
     """Counts one occurrence of each of the flat `ids` where `mask` is True.
 
     Returns:
-      `(sketch, before, after)`: the estimates of every id before and after
-      this batch's occurrences (repeats in the batch all count).
+      `(sketch, counts)`: each counted id's estimate after this batch's
+      occurrences (repeats in the batch all count); 0 where `mask` is False.
     """
     positions = _positions(sketch, ids)
     flat = sketch.counts.reshape(-1)
-    before = jnp.min(flat[positions], axis=0)
-    # `before >= 0` always holds: indexing through it orders the read before the
-    # write, so that XLA adds in place instead of copying the counters.
-    counted = mask & (before >= 0)
-    at = jnp.where(counted[None, :], positions, flat.size).reshape(-1)
-    flat = _numerics.saturating_scatter_add(flat, at, 1)
-    after = jnp.min(flat[positions], axis=0)
-    return Sketch(flat.reshape(sketch.counts.shape)), before, after
+    flat = flat.at[jnp.where(mask[None, :], positions, flat.size)].add(1.0, mode="drop")
+    # The others read counter 0, which stays in cache.
+    counts = jnp.min(flat[jnp.where(mask[None, :], positions, 0)], axis=0)
+    counts = jnp.where(mask, counts, 0.0).astype(jnp.int32)
+    return Sketch(flat.reshape(sketch.counts.shape)), counts

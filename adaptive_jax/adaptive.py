@@ -148,7 +148,7 @@ def _admit(
     state: ColumnState, keys: ids_lib.Ids, absent: jax.Array, admission: Any
 ) -> tuple[ColumnState, jax.Array, jax.Array]:
     """Counts the absent ids in the sketch: (state, admitted, count after)."""
-    sketch, _, after = _sketch.add(state.sketch, keys, absent)
+    sketch, after = _sketch.add(state.sketch, keys, absent)
     return state.replace(sketch=sketch), absent & admission.admits(after), after
 
 

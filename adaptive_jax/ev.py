@@ -116,7 +116,8 @@ def insert_absent(
     )
     n = rows.shape[0]
 
-    def start_rows(state, entries):
+    def start_rows(state, entries, offset):
+        del offset
         values, slots = state
         entry = jnp.minimum(entries, n - 1)
         at = jnp.where(entries < n, rows[entry], variable.capacity)
@@ -134,22 +135,19 @@ def insert_absent(
 def reset_rows(
     variable: EmbeddingVariable, dead: jax.Array, fresh_slots: Any
 ) -> EmbeddingVariable:
-    """Takes back the rows marked in `dead [capacity] bool`: their keys leave the
-    table, their values go to 0 and their slots to `fresh_slots` (`[dim]` rows).
-    O(capacity) to find them, O(rows x dim) to reset them."""
-    capacity = variable.capacity
-    table = table_lib.remove_rows(variable.table, dead)
+    """Takes back the live rows marked in `dead [capacity] bool`: their keys leave
+    the table, their values go to 0 and their slots to `fresh_slots` (`[dim]`
+    rows), in one pass (`table.release`)."""
 
     def reset(state, rows):
         values, slots = state
         values = values.at[rows].set(0, mode="drop")
-        blank = type(slots)(
-            *(jnp.broadcast_to(f, (rows.shape[0], f.shape[-1])) for f in fresh_slots)
-        )
+        shape = (rows.shape[0], variable.dim)
+        blank = type(slots)(*(jnp.broadcast_to(f, shape) for f in fresh_slots))
         return values, set_rows(slots, rows, blank)
 
-    values, slots = _chunks.for_each_chunk(
-        dead, max(1, capacity // 64), reset, (variable.values, variable.slots)
+    table, (values, slots) = table_lib.release(
+        variable.table, dead, (variable.values, variable.slots), reset
     )
     return variable.replace(table=table, values=values, slots=slots)
 

@@ -43,20 +43,23 @@ def evict(state: Any, policies: tuple[EvictionPolicy, ...], fresh_slots: Any) ->
     table = dynamic.table
 
     def choose(table: table_lib.DynamicTable, values: jax.Array):
+        """The rows to evict, the count per reason, the sum of their ages."""
         live = table_lib.live_rows(table)
         rows = RowState(table.step, table.last_step, table.freq, values, live)
-        remaining, by_reason = live, {}
+        remaining, counts = live, {}
         for policy in policies:
             chosen = policy.evict(rows._replace(live=remaining)) & remaining
-            by_reason[policy.reason] = by_reason.get(policy.reason, False) | chosen
+            count = jnp.sum(chosen, dtype=jnp.int32)
+            counts[policy.reason] = counts.get(policy.reason, 0) + count
             remaining = remaining & ~chosen
-        ages = jnp.maximum(table.step - table.last_step, 0)
-        return live & ~remaining, by_reason, ages
+        dead = live & ~remaining
+        ages = jnp.maximum(table.step - table.last_step, 0).astype(jnp.float32)
+        return dead, counts, jnp.sum(jnp.where(dead, ages, 0.0))
 
     with jax.named_scope("aj.evict"):
-        # Chosen from whole buffers (see `materialized`), so that the resets below
-        # update the table in place.
-        dead, by_reason, ages = _numerics.materialized(choose, table, dynamic.values)
-        stats = statistics.record_evictions(state.stats, by_reason, ages)
+        # Chosen into buffers of their own (see `materialized`), so that the
+        # resets below update the table in place.
+        dead, counts, age_sum = _numerics.materialized(choose, table, dynamic.values)
+        stats = statistics.record_evictions(state.stats, counts, age_sum)
         dynamic = ev_lib.reset_rows(dynamic, dead, fresh_slots)
     return state.replace(dynamic=dynamic, stats=stats)

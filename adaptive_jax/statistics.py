@@ -74,19 +74,15 @@ def record_lookup(
 
 
 def record_evictions(
-    stats: ColumnStats, by_reason: dict[str, jax.Array], ages: jax.Array
+    stats: ColumnStats, counts: dict[str, jax.Array], age_sum: jax.Array
 ) -> ColumnStats:
-    """Counts evicted rows per reason (`[capacity] bool` masks) and their ages."""
+    """Counts a pass's evictions: rows per reason, and the sum of their ages."""
     before = jnp.sum(stats.evictions).astype(jnp.float32)
     evictions = stats.evictions
-    evicted = jnp.zeros_like(ages, dtype=bool)
-    for reason, mask in by_reason.items():
+    for reason, count in counts.items():
         i = REASONS.index(reason)
-        count = jnp.sum(mask, dtype=jnp.int32)
         evictions = evictions.at[i].set(_numerics.saturating_add(evictions[i], count))
-        evicted = evicted | mask
-    now = jnp.sum(evicted).astype(jnp.float32)
-    age_sum = jnp.sum(jnp.where(evicted, ages, 0).astype(jnp.float32))
+    now = sum(counts.values()).astype(jnp.float32)
     mean = (stats.evicted_age * before + age_sum) / jnp.maximum(before + now, 1.0)
     return stats.replace(evictions=evictions, evicted_age=mean)
 

@@ -22,7 +22,8 @@ it on every call:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +36,7 @@ from adaptive_jax import ids as ids_lib
 EMPTY = _index.EMPTY
 MAX_CAPACITY = 2**28
 _CHUNKS = 16
+_RELEASE_CHUNKS = 32  # rows are taken back in chunks of 1/32 of the capacity
 
 
 @struct.dataclass
@@ -179,7 +181,8 @@ def _insert(
     if n == 0:
         return table, jnp.full((0,), EMPTY, jnp.int32)
 
-    def insert_chunk(state, entries):
+    def insert_chunk(state, entries, offset):
+        del offset
         table, rows = state
         take = jnp.minimum(entries, n - 1)
         sub_ids, sub_cand = ids[take], jax.tree.map(lambda a: a[take], cand)
@@ -385,6 +388,70 @@ def remove(
         )
 
 
+def release(
+    table: DynamicTable,
+    dead: jax.Array,
+    carry: Any = None,
+    on_rows: Callable[[Any, jax.Array], Any] | None = None,
+) -> tuple[DynamicTable, Any]:
+    """Takes back the live rows marked in `dead [capacity] bool`, in one pass.
+
+    Their keys leave the index, their counters go to 0, and the rows go on the
+    free list in row order. O(capacity) to list them, O(rows) to free them, in
+    chunks; `on_rows(carry, rows)` runs on each chunk too (`[k] int32` rows,
+    padded with `capacity`), so that a caller resets its own row data in the
+    same pass.
+
+    Args:
+      table: the table; donate it under jit.
+      dead: rows to take back, all live (see `remove_rows` otherwise).
+      carry: the caller's state, for `on_rows`.
+      on_rows: returns the new carry.
+
+    Returns:
+      `(table, carry)`.
+    """
+    capacity = table.capacity
+    num_dead = jnp.sum(dead, dtype=jnp.int32)
+
+    def free_chunk(state, rows, offset):
+        slots, free_list, freq, last_step, carry = state
+        held = rows < capacity
+        at = jnp.where(held, rows, capacity)
+        stored = table.row_keys.at[jnp.minimum(rows, capacity - 1)].get(
+            mode="promise_in_bounds"
+        )
+        keys = ids_lib.Ids(stored[:, 0], stored[:, 1])
+        found = _index.probe(
+            slots, table.row_keys, keys, _index.candidates(keys, slots)
+        )
+        slots, _ = _index.erase(slots, found, held)
+        position = table.num_free + offset + jnp.arange(rows.shape[0], dtype=jnp.int32)
+        free_list = free_list.at[jnp.where(held, position, capacity)].set(
+            rows, mode="drop"
+        )
+        freq = freq.at[at].set(0, mode="drop")
+        last_step = last_step.at[at].set(0, mode="drop")
+        if on_rows is not None:
+            carry = on_rows(carry, at)
+        return slots, free_list, freq, last_step, carry
+
+    state = (table.slots, table.free_list, table.freq, table.last_step, carry)
+    chunk = max(1, capacity // _RELEASE_CHUNKS)
+    slots, free_list, freq, last_step, carry = _chunks.for_each_chunk(
+        dead, chunk, free_chunk, state
+    )
+    table = table.replace(
+        slots=slots,
+        free_list=free_list,
+        num_free=table.num_free + num_dead,
+        freq=freq,
+        last_step=last_step,
+        removals=_numerics.saturating_add(table.removals, num_dead),
+    )
+    return table, carry
+
+
 def _free(table: DynamicTable, rows: jax.Array, freed: jax.Array) -> DynamicTable:
     """Pushes `rows[freed]` (distinct, live) onto the free list, in order."""
     outside = table.capacity
@@ -421,11 +488,10 @@ def remove_rows(table: DynamicTable, row_mask: jax.Array) -> DynamicTable:
             "entry per row of the table"
         )
     with jax.named_scope("aj.table.remove_rows"):
-        kill = row_mask.astype(bool) & live_rows(table)
-        slots = _index.erase_rows(table.slots, kill)
-        every_row = jnp.arange(table.capacity, dtype=jnp.int32)
-        table = _free(table, jnp.where(kill, every_row, table.capacity), kill)
-        return table.replace(slots=slots)
+        dead = _numerics.materialized(
+            lambda t, m: m.astype(bool) & live_rows(t), table, row_mask
+        )
+        return release(table, dead)[0]
 
 
 def live_rows(table: DynamicTable) -> jax.Array:

@@ -19,6 +19,11 @@ FTRL on both tables), jitted with the state donated. The host work of `prepare`
   Target: ratio <= 1.0, though ours does strictly more.
 - `adaptive_step_capacity_2_23`: the same step with a dynamic capacity of 2**23
   against 2**20 (both holding the same 512K keys). Target: ratio <= 1.2.
+- `adaptive_step_count_min_admission`: the step with no mask, ids admitted by a
+  `CounterFilter(5)` (a count-min sketch), against the step routed by the mask,
+  on the same batches and tables. Target: ratio <= 1.15.
+- `evict_capacity_2_21`: `fc.evict` (`GlobalStepEvict(8)`) on that table of
+  capacity 2**21, against one training step, alternated. Target: ratio <= 3.
 """
 
 from __future__ import annotations
@@ -75,8 +80,21 @@ def paired_medians(first, second, batches, warmup: int) -> tuple[float, float]:
 class Adaptive:
     """The JAX side: one adaptive column and its jitted, donated step."""
 
-    def __init__(self, capacity: int, raw: np.ndarray, frequent: int, batch: int):
-        option = aj.EmbeddingVariableOption(capacity=capacity)
+    def __init__(
+        self,
+        capacity: int,
+        raw: np.ndarray,
+        frequent: int,
+        batch: int,
+        *,
+        filter_freq: int | None = None,
+        steps_to_live: int | None = None,
+    ):
+        admission = None if filter_freq is None else aj.CounterFilter(filter_freq)
+        evict = None if steps_to_live is None else aj.GlobalStepEvict(steps_to_live)
+        option = aj.EmbeddingVariableOption(
+            capacity=capacity, filter_option=admission, evict_option=evict
+        )
         categorical = fc.categorical_column_with_adaptive_embedding(
             "ids", BUCKETS, dtype="int64", ev_option=option
         )
@@ -94,15 +112,19 @@ class Adaptive:
             return fc.apply_gradients(state, residuals, d_emb, [column], optimizer)
 
         self.step = jax.jit(step, donate_argnums=0)
-        for start in range(0, frequent, batch):  # fill the dynamic table
-            self.run(
-                (self.features(np.arange(start, min(start + batch, frequent))), None)
-            )
+        self.evict = jax.jit(
+            lambda state: fc.evict(state, [column], optimizer), donate_argnums=0
+        )
+        for start in range(0, frequent, batch):  # fill the dynamic table, by mask
+            ranks = np.arange(start, min(start + batch, frequent))
+            self.run((self.features(ranks, by_mask=True), None))
 
-    def features(self, ranks: np.ndarray) -> dict:
+    def features(self, ranks: np.ndarray, by_mask: bool = True) -> dict:
+        """A prepared batch: routed by the frequency-threshold mask, or left to
+        the column's admission filter."""
         values = self.raw[ranks]
         batch = aj.sparse.from_dense(values[:, None], missing=None)
-        masks = {"ids": (ranks < self.frequent).astype(np.int32)}
+        masks = {"ids": (ranks < self.frequent).astype(np.int32)} if by_mask else None
         return fc.prepare({"ids": batch}, [self.column], adaptive_mask_tensors=masks)
 
     def run(self, item) -> None:
@@ -111,6 +133,11 @@ class Adaptive:
         if getattr(self, "g", None) is None or self.g.shape[0] != batch_size:
             self.g = jnp.ones((batch_size, DIM), jnp.float32)
         self.state = self.step(self.state, features, self.g)
+        jax.block_until_ready(self.state)
+
+    def run_evict(self, item) -> None:
+        del item
+        self.state = self.evict(self.state)
         jax.block_until_ready(self.state)
 
 
@@ -199,6 +226,41 @@ def main() -> None:
         batches.append((features, None))
     ms_large, ms_small = paired_medians(large.run, small.run, batches, warmup)
     report("adaptive_step_capacity_2_23", ms_large, ms_small, baseline="capacity 2**20")
+    del small, large
+
+    masked = Adaptive(2**21, raw, frequent=1_000_000, batch=args.batch)
+    sketched = Adaptive(
+        2**21, raw, frequent=1_000_000, batch=args.batch, filter_freq=5, steps_to_live=8
+    )
+    pairs = []
+    for _ in range(runs + warmup):
+        ranks = zipf_ranks(rng, args.batch, len(raw))
+        pairs.append((masked.features(ranks), sketched.features(ranks, by_mask=False)))
+    ms_sketch, ms_mask = paired_medians(
+        lambda p: sketched.run((p[1], None)),
+        lambda p: masked.run((p[0], None)),
+        pairs,
+        warmup,
+    )
+    report(
+        "adaptive_step_count_min_admission",
+        ms_sketch,
+        ms_mask,
+        baseline="the same step routed by a mask",
+        promotions=fc.summary(sketched.state)["ids_embedding"]["promotions"],
+    )
+    ms_evict, ms_step = paired_medians(
+        sketched.run_evict, lambda p: sketched.run((p[1], None)), pairs, warmup
+    )
+    stats = fc.summary(sketched.state)["ids_embedding"]
+    report(
+        "evict_capacity_2_21",
+        ms_evict,
+        ms_step,
+        baseline="one training step",
+        evicted=stats["evicted_steps"],
+        live_rows=stats["live_rows"],
+    )
 
 
 if __name__ == "__main__":
