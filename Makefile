@@ -19,6 +19,8 @@ $(INSTALLED): pyproject.toml
 demo: venv
 	@echo "== DeepRec's adaptive-embedding seed program, in adaptive_jax =="
 	$(BIN)/python examples/seed_example.py
+	@echo "== An adaptive column with no mask: admission, eviction, statistics =="
+	$(BIN)/python examples/adaptive_policy.py
 	@echo "== The dynamic table under a stream of ids =="
 	$(BIN)/python examples/table_demo.py
 

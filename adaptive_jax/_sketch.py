@@ -7,8 +7,14 @@ the counts added, with probability `1 - exp(-depth)`. A counting Bloom filter is
 the same structure with its `k` hashes in `k` rows (a partitioned one), sized
 from the expected number of ids and the false-positive rate.
 
+A stream never ends, and a sketch of fixed size fills up: once every counter
+holds a few counts, every id looks frequent. So the sketch forgets, as TinyLFU's
+does: when the counts it holds reach `halve_at`, all its counters are halved, and
+a count is the recent count of an id. (DeepRec's CounterFilter counts forever,
+exactly, in a hash map that grows.)
+
 Counters are float32: adding 1 to one at 2**24 leaves it there, so they saturate
-at 16,777,216 instead of wrapping, at no cost (admission thresholds are small).
+instead of wrapping, at no cost, and halve exactly.
 """
 
 from __future__ import annotations
@@ -27,13 +33,19 @@ _SEED = 0x5CE7C4
 
 @struct.dataclass
 class Sketch:
-    """Counters, `[depth, width] float32` (whole numbers, saturating at 2**24)."""
+    """Counters, and the counts they hold since they were last halved.
+
+    Attributes:
+      counts: `[depth, width] float32`.
+      held: `[] float32`, the counts added to each row since the last halving.
+    """
 
     counts: jax.Array
+    held: jax.Array
 
     @classmethod
     def create(cls, depth: int, width: int) -> Sketch:
-        return cls(jnp.zeros((depth, width), jnp.float32))
+        return cls(jnp.zeros((depth, width), jnp.float32), jnp.zeros([], jnp.float32))
 
 
 def count_min_shape(capacity: int, depth: int = 3) -> tuple[int, int]:
@@ -71,8 +83,17 @@ def estimate(sketch: Sketch, ids: ids_lib.Ids) -> jax.Array:
     return jnp.min(flat[_positions(sketch, ids)], axis=0).astype(jnp.int32)
 
 
-def add(sketch: Sketch, ids: ids_lib.Ids, mask: jax.Array) -> tuple[Sketch, jax.Array]:
+def add(
+    sketch: Sketch, ids: ids_lib.Ids, mask: jax.Array, *, halve_at: float = math.inf
+) -> tuple[Sketch, jax.Array]:
     """Counts one occurrence of each of the flat `ids` where `mask` is True.
+
+    Args:
+      sketch: the sketch.
+      ids: `[n]` ids.
+      mask: `[n] bool`, the occurrences to count.
+      halve_at: when a row of counters holds this many counts, all counters are
+        halved (after this batch's estimates are read).
 
     Returns:
       `(sketch, counts)`: each counted id's estimate after this batch's
@@ -84,4 +105,10 @@ def add(sketch: Sketch, ids: ids_lib.Ids, mask: jax.Array) -> tuple[Sketch, jax.
     # The others read counter 0, which stays in cache.
     counts = jnp.min(flat[jnp.where(mask[None, :], positions, 0)], axis=0)
     counts = jnp.where(mask, counts, 0.0).astype(jnp.int32)
-    return Sketch(flat.reshape(sketch.counts.shape)), counts
+    held = sketch.held + jnp.sum(mask, dtype=jnp.float32)
+    # `counts` is read before the halving writes: index the halving through it.
+    full = (held >= halve_at) & (jnp.min(counts) >= 0)
+    flat, held = jax.lax.cond(
+        full, lambda f, h: (f * 0.5, h * 0.5), lambda f, h: (f, h), flat, held
+    )
+    return Sketch(flat.reshape(sketch.counts.shape), held), counts

@@ -148,7 +148,9 @@ def _admit(
     state: ColumnState, keys: ids_lib.Ids, absent: jax.Array, admission: Any
 ) -> tuple[ColumnState, jax.Array, jax.Array]:
     """Counts the absent ids in the sketch: (state, admitted, count after)."""
-    sketch, after = _sketch.add(state.sketch, keys, absent)
+    width = state.sketch.counts.shape[1]
+    halve_at = admission.halve_at(width)
+    sketch, after = _sketch.add(state.sketch, keys, absent, halve_at=halve_at)
     return state.replace(sketch=sketch), absent & admission.admits(after), after
 
 

@@ -64,7 +64,10 @@ class AdmissionFilter(abc.ABC):
     """Admits an id into the dynamic table once its count reaches `filter_freq`.
 
     The counts of ids that have no row yet live in a fixed-size sketch beside
-    the tables, never in a structure that grows; subclasses size it.
+    the tables, never in a structure that grows; subclasses size it. A sketch
+    of fixed size must forget (see `_sketch`): its counters are halved whenever
+    they hold `filter_freq / 2` counts each on average, so a count is a recent
+    count, and rare ids do not all come to look frequent.
     """
 
     filter_freq: int
@@ -76,6 +79,10 @@ class AdmissionFilter(abc.ABC):
     def admits(self, counts: jax.Array) -> jax.Array:
         """Whether ids with these counts are admitted: `count >= filter_freq`."""
         return counts >= self.filter_freq
+
+    def halve_at(self, width: int) -> float:
+        """The counts a row of `width` counters holds when the sketch halves."""
+        return width * self.filter_freq / 2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -295,8 +295,17 @@ def test_the_sketch_never_counts_low(keys, depth):
     assert all(e == truth[k] for k, e in zip(keys, estimated.tolist(), strict=True))
 
 
+def test_the_sketch_halves_when_full_and_reads_before():
+    sketch = _sketch.Sketch.create(1, 4)
+    batch = ids.from_numpy([5, 5, 5, 6])
+    sketch, counts = _sketch.add(sketch, batch, jnp.ones(4, bool), halve_at=4.0)
+    assert np.asarray(counts)[:3].tolist() == [3, 3, 3]  # read before halving
+    assert float(sketch.held) == 2.0
+    assert np.asarray(_sketch.estimate(sketch, ids.from_numpy([5])))[0] == 1  # 1.5
+
+
 def test_sketch_counters_saturate_instead_of_wrapping():
-    sketch = _sketch.Sketch(jnp.full((1, 4), 2.0**24, jnp.float32))
+    sketch = _sketch.Sketch(jnp.full((1, 4), 2.0**24, jnp.float32), jnp.zeros([]))
     _, after = sketch_add(sketch, ids.from_numpy([5, 5]), jnp.ones(2, bool))
     assert np.asarray(after).tolist() == [2**24, 2**24]
 
