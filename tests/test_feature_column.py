@@ -89,7 +89,7 @@ def test_seed_example_prints_deeprecs_numbers(capsys):
     )
     assert abs(loss - 32.363041) < 1e-4
     printed = capsys.readouterr().out
-    assert "0.5602572" in printed and "32.36304" in printed
+    assert "0.560257" in printed and "32.36304" in printed
 
 
 def test_seed_example_gives_the_same_with_x64_on():
