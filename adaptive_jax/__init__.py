@@ -1,45 +1,55 @@
-"""adaptive_jax: DeepRec's Adaptive Embedding in JAX."""
+"""adaptive_jax: DeepRec's Adaptive Embedding in JAX.
 
-from adaptive_jax import adaptive as adaptive
-from adaptive_jax import combiners as combiners
-from adaptive_jax import ev as ev
-from adaptive_jax import feature_column as feature_column
-from adaptive_jax import hashing as hashing
-from adaptive_jax import ids as ids
-from adaptive_jax import initializers as initializers
-from adaptive_jax import optim as optim
-from adaptive_jax import sparse as sparse
-from adaptive_jax import table as table
-from adaptive_jax.ids import Ids as Ids
-from adaptive_jax.options import CBFFilter as CBFFilter
-from adaptive_jax.options import CounterFilter as CounterFilter
-from adaptive_jax.options import EmbeddingVariableOption as EmbeddingVariableOption
-from adaptive_jax.options import GlobalStepEvict as GlobalStepEvict
-from adaptive_jax.options import InitializerOption as InitializerOption
-from adaptive_jax.options import L2WeightEvict as L2WeightEvict
-from adaptive_jax.sparse import SparseIds as SparseIds
-from adaptive_jax.table import DynamicTable as DynamicTable
+Submodules and public names load on first use, so that a serving process can
+import `adaptive_jax.serving` without the training stack (optax, orbax).
+"""
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = (
-    "CBFFilter",
-    "CounterFilter",
-    "DynamicTable",
-    "EmbeddingVariableOption",
-    "GlobalStepEvict",
-    "Ids",
-    "InitializerOption",
-    "L2WeightEvict",
-    "SparseIds",
+_SUBMODULES = (
     "adaptive",
+    "checkpoint",
     "combiners",
     "ev",
+    "eviction",
+    "export",
     "feature_column",
     "hashing",
     "ids",
     "initializers",
     "optim",
+    "options",
+    "serving",
     "sparse",
+    "statistics",
     "table",
 )
+_NAMES = {
+    "CBFFilter": "options",
+    "CounterFilter": "options",
+    "DynamicTable": "table",
+    "EmbeddingVariableOption": "options",
+    "GlobalStepEvict": "options",
+    "Ids": "ids",
+    "InitializerOption": "options",
+    "L2WeightEvict": "options",
+    "PressureEvict": "options",
+    "SparseIds": "sparse",
+}
+
+__all__ = tuple(sorted(_NAMES)) + _SUBMODULES
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"adaptive_jax.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"adaptive_jax.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'adaptive_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -57,10 +57,18 @@ MIGRATIONS = ("deeprec", "warm", "copy")
 
 @struct.dataclass
 class StaticTable:
-    """A hash-bucket table and its optimizer slots, `[num_buckets, dim]` each."""
+    """A hash-bucket table and its optimizer slots, `[num_buckets, dim]` each,
+    and the step each bucket was last trained (`[num_buckets] int32`, -1 for
+    never): what a delta export sends."""
 
     values: jax.Array
     slots: Any
+    last_step: jax.Array
+
+    @classmethod
+    def create(cls, values: jax.Array, optimizer: Any) -> StaticTable:
+        never = jnp.full((values.shape[0],), -1, jnp.int32)
+        return cls(values, optimizer.init_slots(values), never)
 
 
 @struct.dataclass
@@ -232,7 +240,8 @@ def lookup(
             else jnp.where(trained_dynamic[:, None], values, static_values)
         )
     served = (read_static, read_dynamic, valid & ~read_static & ~read_dynamic)
-    state = state.replace(stats=statistics.record_lookup(state.stats, served, refused))
+    stats = statistics.record_lookup(state.stats, served, refused, batch.values)
+    state = state.replace(stats=stats)
     scale = combiners.scales(
         batch.row_ids, batch.weights, valid, batch.batch_size, combiner
     )
@@ -276,7 +285,10 @@ def apply_gradients(
             grads.astype(state.static.values.dtype),
             count=state.step,
         )
-        state = state.replace(static=StaticTable(values, slots))
+        last_step = state.static.last_step.at[residuals.static_rows].set(
+            state.step, mode="drop"
+        )
+        state = state.replace(static=StaticTable(values, slots, last_step))
     if state.dynamic is not None:
         dynamic = state.dynamic
         values, slots = apply_sparse(

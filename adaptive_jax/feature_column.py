@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptive_jax import (
-    _fingerprint,
+    _host_ids,
     _sketch,
     adaptive,
     combiners,
@@ -63,7 +63,6 @@ from adaptive_jax.options import EmbeddingVariableOption
 
 DTYPES = ("string", "int64", "int32")
 DEFAULT_EV_OPTION = EmbeddingVariableOption()
-_STRING_KEY_MODULUS = np.uint64(2**63 - 1)  # DeepRec's key of a string
 
 
 def _dtype_name(dtype: Any, key: str) -> str:
@@ -252,7 +251,7 @@ def init_state(
         static = dynamic = defaults = sketch = None
         if categorical.hash_bucket_size is not None:
             values = init(static_key, (categorical.hash_bucket_size, dim), jnp.float32)
-            static = adaptive.StaticTable(values, static_spec.init_slots(values))
+            static = adaptive.StaticTable.create(values, static_spec)
         if categorical.ev_option is not None:
             option = categorical.ev_option
             dynamic = ev_lib.EmbeddingVariable.create(
@@ -274,49 +273,6 @@ def init_state(
             jnp.zeros([], jnp.int32),
         )
     return state
-
-
-def _as_sparse(feature: Any, key: str, size: int | None) -> sparse_lib.SparseIds:
-    """A feature as `SparseIds`: as it is, or from a dense, ragged or COO form."""
-    if isinstance(feature, sparse_lib.SparseIds):
-        return feature
-    if all(hasattr(feature, name) for name in ("indices", "values", "dense_shape")):
-        shape = tuple(int(d) for d in np.asarray(feature.dense_shape))
-        return sparse_lib.from_coo(feature.indices, feature.values, shape, size=size)
-    if isinstance(feature, list | tuple) and any(
-        isinstance(r, list | tuple) for r in feature
-    ):
-        return sparse_lib.from_ragged(feature, size=size)
-    try:
-        return sparse_lib.from_dense(np.asarray(feature), size=size)
-    except (TypeError, ValueError) as error:
-        raise type(error)(f"column '{key}': {error}") from error
-
-
-def _keys_and_buckets(
-    batch: sparse_lib.SparseIds, categorical: CategoricalColumn
-) -> tuple[np.ndarray, np.ndarray]:
-    """DeepRec's dynamic-table keys and TensorFlow's static buckets, on the host."""
-    key = categorical.key
-    if batch.strings != (categorical.dtype == "string"):
-        kind = "strings" if batch.strings else "integers"
-        raise ValueError(
-            f"column '{key}' has dtype {categorical.dtype}, but its ids are {kind}"
-        )
-    valid = np.asarray(batch.valid)
-    values = ids_lib.to_numpy(batch.values)
-    buckets = np.zeros(values.shape, np.int32)
-    if batch.strings:
-        prints = values.view(np.uint64)
-        keys = (prints % _STRING_KEY_MODULUS).astype(np.int64)
-        if categorical.hash_bucket_size is not None:
-            buckets[valid] = prints[valid] % np.uint64(categorical.hash_bucket_size)
-        return np.where(valid, keys, 0), buckets
-    if categorical.hash_bucket_size is not None:
-        buckets[valid] = _fingerprint.to_hash_bucket_fast(
-            values[valid], categorical.hash_bucket_size
-        )
-    return values, buckets
 
 
 def _routing(
@@ -392,8 +348,13 @@ def prepare(
                 f"column '{categorical.key}': feature '{categorical.key}' is missing "
                 f"from the features (they have {sorted(features)})"
             )
-        batch = _as_sparse(features[categorical.key], categorical.key, size)
-        keys, buckets = _keys_and_buckets(batch, categorical)
+        batch = _host_ids.as_sparse(features[categorical.key], categorical.key, size)
+        keys, buckets = _host_ids.keys_and_buckets(
+            batch,
+            key=categorical.key,
+            dtype=categorical.dtype,
+            hash_bucket_size=categorical.hash_bucket_size,
+        )
         routing = None
         if categorical.adaptive:
             routing = _routing(batch, categorical, masks)

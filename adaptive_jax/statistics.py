@@ -5,18 +5,24 @@ counters (O(1) beyond the step's own work), and `summary` reads them with no pas
 over the table, cheap enough to log every step: live rows, capacity, load, the
 lookups each store served in the last step and in total, promotions into the
 dynamic table, admissions the filter refused, overflows (ids a full table turned
-away to their buckets), evictions by reason and the mean age at eviction.
+away to their buckets), evictions by reason and the mean age at eviction, and the
+number of distinct ids seen (a HyperLogLog of 4,096 registers, within about 2%).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from adaptive_jax import _numerics
+from adaptive_jax import _device_hash, _numerics
+from adaptive_jax import ids as ids_lib
 
 REASONS = ("steps", "l2", "pressure")  # the `reason` of each eviction policy
+HLL_BITS = 12  # 2**12 registers
+_HLL_SEED = 0x411
 STORES = ("static", "dynamic", "default")  # default: a plain dynamic column's
 #   value for ids that have no row (not admitted, or no room)
 
@@ -32,6 +38,7 @@ class ColumnStats:
         (saturating).
       evictions: `[3] int32`, rows evicted for each of `REASONS` (saturating).
       evicted_age: `[] float32`, the mean `step - last_step` of evicted rows.
+      distinct: `[4096] int32`, HyperLogLog registers of the ids seen.
     """
 
     last_served: jax.Array
@@ -39,6 +46,7 @@ class ColumnStats:
     refused: jax.Array
     evictions: jax.Array
     evicted_age: jax.Array
+    distinct: jax.Array
 
     @classmethod
     def create(cls) -> ColumnStats:
@@ -48,15 +56,40 @@ class ColumnStats:
             refused=jnp.zeros([], jnp.int32),
             evictions=jnp.zeros((len(REASONS),), jnp.int32),
             evicted_age=jnp.zeros([], jnp.float32),
+            distinct=jnp.zeros((2**HLL_BITS,), jnp.int32),
         )
+
+
+def _observe(registers: jax.Array, ids: ids_lib.Ids, valid: jax.Array) -> jax.Array:
+    """HyperLogLog: each id sets its register to the most leading zeros seen."""
+    h = _device_hash.hash32(ids, _HLL_SEED)
+    register = (h >> (32 - HLL_BITS)).astype(jnp.int32)
+    rest = (h << HLL_BITS) | jnp.uint32(1 << (HLL_BITS - 1))  # caps the rank
+    rank = jax.lax.clz(rest).astype(jnp.int32) + 1
+    at = jnp.where(valid, register, registers.shape[0])
+    return registers.at[at].max(rank, mode="drop")
+
+
+def distinct_ids(registers) -> float:
+    """The HyperLogLog estimate of distinct ids, with linear counting for few."""
+    registers = [int(r) for r in registers]
+    m = len(registers)
+    raw = 0.7213 / (1 + 1.079 / m) * m * m / sum(2.0**-r for r in registers)
+    empty = registers.count(0)
+    if raw <= 2.5 * m and empty:
+        return m * math.log(m / empty)
+    return raw
 
 
 def record_lookup(
     stats: ColumnStats,
     served: tuple[jax.Array, jax.Array, jax.Array],
     refused: jax.Array,
+    ids: ids_lib.Ids,
 ) -> ColumnStats:
-    """Counts a step's lookups: `served` masks per store, and refused admissions."""
+    """Counts a step's lookups: `served` masks per store, refused admissions,
+    and the ids seen."""
+    valid = served[0] | served[1] | served[2]
     counts = jnp.stack([jnp.sum(mask, dtype=jnp.int32) for mask in served])
     total = jnp.stack(
         [
@@ -70,6 +103,7 @@ def record_lookup(
         refused=_numerics.saturating_add(
             stats.refused, jnp.sum(refused, dtype=jnp.int32)
         ),
+        distinct=_observe(stats.distinct, ids, valid),
     )
 
 
@@ -115,4 +149,5 @@ def summary(state) -> dict[str, int | float]:
     for i, reason in enumerate(REASONS):
         out[f"evicted_{reason}"] = int(stats.evictions[i])
     out["mean_age_at_eviction"] = float(stats.evicted_age)
+    out["distinct_ids"] = round(distinct_ids(stats.distinct))
     return out

@@ -1,0 +1,72 @@
+"""A column's ids on the host: any feature form to `SparseIds`, keys and buckets.
+
+Shared by training (`feature_column.prepare`) and serving (`serving`), so that
+both land an id in the same dynamic-table key and the same static bucket: the
+raw int64 id or, for a string, DeepRec's `Fingerprint64(s) % (2**63 - 1)`; and
+TensorFlow's `Fingerprint64(str(id)) % hash_bucket_size`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from adaptive_jax import _fingerprint
+from adaptive_jax import ids as ids_lib
+from adaptive_jax import sparse as sparse_lib
+
+_STRING_KEY_MODULUS = np.uint64(2**63 - 1)  # DeepRec's key of a string
+
+
+def as_sparse(feature: Any, key: str, size: int | None) -> sparse_lib.SparseIds:
+    """A feature as `SparseIds`: as it is, or from a dense, ragged or COO form
+    (an object with `indices`, `values` and `dense_shape`, a `tf.SparseTensor`)."""
+    if isinstance(feature, sparse_lib.SparseIds):
+        return feature
+    if all(hasattr(feature, name) for name in ("indices", "values", "dense_shape")):
+        shape = tuple(int(d) for d in np.asarray(feature.dense_shape))
+        return sparse_lib.from_coo(feature.indices, feature.values, shape, size=size)
+    ragged = isinstance(feature, list | tuple)
+    if ragged and any(isinstance(row, list | tuple) for row in feature):
+        return sparse_lib.from_ragged(feature, size=size)
+    try:
+        return sparse_lib.from_dense(np.asarray(feature), size=size)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"column '{key}': {error}") from error
+
+
+def keys_and_buckets(
+    batch: sparse_lib.SparseIds, *, key: str, dtype: str, hash_bucket_size: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """DeepRec's dynamic-table keys and TensorFlow's static buckets, on the host.
+
+    Args:
+      batch: the column's ids.
+      key: the column's key, for errors.
+      dtype: "string", "int64" or "int32", the column's.
+      hash_bucket_size: the static table's buckets, or None (buckets all 0).
+
+    Returns:
+      `(keys int64, buckets int32)`, each `[batch.size]`; 0 for padding.
+
+    Raises:
+      ValueError: string ids for an int column, or the other way round.
+    """
+    if batch.strings != (dtype == "string"):
+        kind = "strings" if batch.strings else "integers"
+        raise ValueError(f"column '{key}' has dtype {dtype}, but its ids are {kind}")
+    valid = np.asarray(batch.valid)
+    values = ids_lib.to_numpy(batch.values)
+    buckets = np.zeros(values.shape, np.int32)
+    if batch.strings:
+        prints = values.view(np.uint64)
+        keys = (prints % _STRING_KEY_MODULUS).astype(np.int64)
+        if hash_bucket_size is not None:
+            buckets[valid] = prints[valid] % np.uint64(hash_bucket_size)
+        return np.where(valid, keys, 0), buckets
+    if hash_bucket_size is not None:
+        buckets[valid] = _fingerprint.to_hash_bucket_fast(
+            values[valid], hash_bucket_size
+        )
+    return values, buckets
