@@ -1,4 +1,4 @@
-"""A column's ids on the host: any feature form to `SparseIds`, keys and buckets.
+"""A column's ids on the host: any feature form to `ColumnIds` (keys, buckets, mask).
 
 Shared by training (`feature_column.prepare`) and serving (`serving`), so that
 both land an id in the same dynamic-table key and the same static bucket: the
@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from adaptive_jax import _fingerprint
 from adaptive_jax import ids as ids_lib
@@ -70,3 +73,60 @@ def keys_and_buckets(
             values[valid], hash_bucket_size
         )
     return values, buckets
+
+
+@struct.dataclass
+class ColumnIds:
+    """The ids of one column in one batch, ready for a jitted lookup.
+
+    Attributes:
+      ids: `SparseIds` whose values are the dynamic-table keys.
+      buckets: `[size] int32`, each id's static bucket (0 without static table).
+      to_dynamic: `[size] bool`, the routing mask (1: dynamic table); None to
+        let the admission filter (or, serving, the presence of a row) route.
+    """
+
+    ids: sparse_lib.SparseIds
+    buckets: jax.Array
+    to_dynamic: jax.Array | None
+
+
+def routing_mask(batch: sparse_lib.SparseIds, key: str, mask: Any) -> np.ndarray:
+    """A per-id 0/1 routing mask, checked (one value per sparse id, ints or
+    bools) and padded to the batch's size."""
+    num_ids = int(np.sum(np.asarray(batch.valid)))
+    mask = np.asarray(mask)
+    if mask.ndim != 1 or mask.shape[0] != num_ids:
+        raise ValueError(
+            f"column '{key}': adaptive_mask_tensors['{key}'] has shape {mask.shape}, "
+            f"expected ({num_ids},): one value per sparse id"
+        )
+    if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == np.bool_):
+        raise ValueError(
+            f"column '{key}': adaptive_mask_tensors['{key}'] must be ints or bools, "
+            f"got dtype {mask.dtype}"
+        )
+    padded = np.zeros(batch.size, bool)
+    padded[:num_ids] = mask != 0
+    return padded
+
+
+def column_ids(
+    batch: sparse_lib.SparseIds,
+    *,
+    key: str,
+    dtype: str,
+    hash_bucket_size: int | None,
+    mask: Any = None,
+) -> ColumnIds:
+    """A column's `ColumnIds`: keys, buckets and the routing mask (None: none)."""
+    keys, buckets = keys_and_buckets(
+        batch, key=key, dtype=dtype, hash_bucket_size=hash_bucket_size
+    )
+    if mask is not None:
+        mask = jnp.asarray(routing_mask(batch, key, mask))
+    return ColumnIds(
+        ids=batch.replace(values=ids_lib.from_numpy(keys)),
+        buckets=jnp.asarray(buckets),
+        to_dynamic=mask,
+    )

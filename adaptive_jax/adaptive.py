@@ -48,8 +48,8 @@ from flax import struct
 from adaptive_jax import _numerics, _sketch, combiners, statistics
 from adaptive_jax import ev as ev_lib
 from adaptive_jax import ids as ids_lib
-from adaptive_jax import sparse as sparse_lib
 from adaptive_jax import table as table_lib
+from adaptive_jax._host_ids import ColumnIds
 from adaptive_jax.optim import apply_sparse
 
 MIGRATIONS = ("deeprec", "warm", "copy")
@@ -92,22 +92,6 @@ class ColumnState:
     sketch: _sketch.Sketch | None
     stats: statistics.ColumnStats
     step: jax.Array
-
-
-@struct.dataclass
-class ColumnIds:
-    """The ids of one column in one batch, ready for the jitted step.
-
-    Attributes:
-      ids: `SparseIds` whose values are the dynamic-table keys.
-      buckets: `[size] int32`, each id's static bucket (0 without static table).
-      to_dynamic: `[size] bool`, the routing mask (1: dynamic table); None to
-        let the admission filter route.
-    """
-
-    ids: sparse_lib.SparseIds
-    buckets: jax.Array
-    to_dynamic: jax.Array | None
 
 
 class Residuals(NamedTuple):

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import pathlib
 from typing import Any
 
@@ -39,6 +38,7 @@ import orbax.checkpoint as ocp
 
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
+from adaptive_jax._digest import checksum
 from adaptive_jax.optim import set_rows
 
 FORMAT = 1
@@ -66,12 +66,6 @@ def _storable(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
-def _checksum(array: np.ndarray) -> str:
-    return hashlib.blake2b(
-        np.ascontiguousarray(array).tobytes(), digest_size=16
-    ).hexdigest()
-
-
 def _manifest(tree: Any) -> list[dict]:
     """Path, shape, dtype and checksum of each leaf, on the host."""
     leaves = jax.tree_util.tree_flatten_with_path(_storable(tree))[0]
@@ -81,7 +75,7 @@ def _manifest(tree: Any) -> list[dict]:
             "path": _path_name(path),
             "shape": list(np.shape(value)),
             "dtype": str(np.asarray(value).dtype),
-            "checksum": _checksum(np.asarray(value)),
+            "checksum": checksum(np.asarray(value)),
         }
         for (path, _), value in zip(leaves, host, strict=True)
     ]

@@ -57,7 +57,6 @@ from adaptive_jax import (
 )
 from adaptive_jax import ev as ev_lib
 from adaptive_jax import ids as ids_lib
-from adaptive_jax import sparse as sparse_lib
 from adaptive_jax import table as table_lib
 from adaptive_jax.options import EmbeddingVariableOption
 
@@ -209,7 +208,7 @@ def embedding_column(
     return EmbeddingColumn(categorical_column, dimension, combiner, initializer)
 
 
-def _ordered(feature_columns: Sequence[EmbeddingColumn]) -> list[EmbeddingColumn]:
+def ordered(feature_columns: Sequence[EmbeddingColumn]) -> list[EmbeddingColumn]:
     """The columns by name, as TensorFlow's input layer takes them; checked."""
     for column in feature_columns:
         if not isinstance(column, EmbeddingColumn):
@@ -237,7 +236,7 @@ def init_state(
     optimizer slots at their initial values, empty dynamic tables."""
     state = {}
     for column, column_key in zip(
-        _ordered(feature_columns),
+        ordered(feature_columns),
         jax.random.split(key, len(feature_columns)),
         strict=True,
     ):
@@ -275,36 +274,18 @@ def init_state(
     return state
 
 
-def _routing(
-    batch: sparse_lib.SparseIds,
-    categorical: CategoricalColumn,
-    masks: Mapping[str, Any],
-) -> np.ndarray | None:
-    """The per-id routing mask of an adaptive column, padded to the batch's size;
-    None when its admission filter routes."""
+def _routing_mask(categorical: CategoricalColumn, masks: Mapping[str, Any]) -> Any:
+    """The routing mask of an adaptive column as given; None when its admission
+    filter routes."""
     key = categorical.key
-    num_ids = int(np.sum(np.asarray(batch.valid)))
-    if key not in masks:
-        if categorical.ev_option.filter_option is None:
-            raise ValueError(
-                f"column '{key}' is adaptive: give adaptive_mask_tensors['{key}'] (one "
-                "0/1 per id) or an admission policy (ev_option.filter_option)"
-            )
-        return None
-    mask = np.asarray(masks[key])
-    if mask.ndim != 1 or mask.shape[0] != num_ids:
+    if key in masks:
+        return masks[key]
+    if categorical.ev_option.filter_option is None:
         raise ValueError(
-            f"column '{key}': adaptive_mask_tensors['{key}'] has shape {mask.shape}, "
-            f"expected ({num_ids},): one value per sparse id"
+            f"column '{key}' is adaptive: give adaptive_mask_tensors['{key}'] (one "
+            "0/1 per id) or an admission policy (ev_option.filter_option)"
         )
-    if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == np.bool_):
-        raise ValueError(
-            f"column '{key}': adaptive_mask_tensors['{key}'] must be ints or bools, "
-            f"got dtype {mask.dtype}"
-        )
-    padded = np.zeros(batch.size, bool)
-    padded[:num_ids] = mask != 0
-    return padded
+    return None
 
 
 def prepare(
@@ -330,7 +311,7 @@ def prepare(
         column that is not adaptive, ids of the wrong kind, or batches of
         different sizes; each names the column.
     """
-    columns = _ordered(feature_columns)
+    columns = ordered(feature_columns)
     masks = dict(adaptive_mask_tensors or {})
     adaptive_keys = {
         c.categorical_column.key for c in columns if c.categorical_column.adaptive
@@ -349,20 +330,16 @@ def prepare(
                 f"from the features (they have {sorted(features)})"
             )
         batch = _host_ids.as_sparse(features[categorical.key], categorical.key, size)
-        keys, buckets = _host_ids.keys_and_buckets(
+        mask = None
+        if categorical.adaptive:
+            mask = _routing_mask(categorical, masks)
+        batch_sizes.add(batch.batch_size)
+        prepared[column.name] = _host_ids.column_ids(
             batch,
             key=categorical.key,
             dtype=categorical.dtype,
             hash_bucket_size=categorical.hash_bucket_size,
-        )
-        routing = None
-        if categorical.adaptive:
-            routing = _routing(batch, categorical, masks)
-        batch_sizes.add(batch.batch_size)
-        prepared[column.name] = adaptive.ColumnIds(
-            ids=batch.replace(values=ids_lib.from_numpy(keys)),
-            buckets=jnp.asarray(buckets),
-            to_dynamic=None if routing is None else jnp.asarray(routing),
+            mask=mask,
         )
     if len(batch_sizes) > 1:
         raise ValueError(f"features have different batch sizes: {sorted(batch_sizes)}")
@@ -396,7 +373,7 @@ def input_layer(
     Returns:
       `(embeddings, state, residuals)`.
     """
-    columns = tuple(_ordered(feature_columns))
+    columns = tuple(ordered(feature_columns))
     if not all(isinstance(features.get(c.name), adaptive.ColumnIds) for c in columns):
         features = prepare(
             features, columns, adaptive_mask_tensors=adaptive_mask_tensors
@@ -449,7 +426,7 @@ def apply_gradients(
       feature_columns: the columns given to `input_layer`.
       optimizer: the optimizer of the tables.
     """
-    columns = tuple(_ordered(feature_columns))
+    columns = tuple(ordered(feature_columns))
     total = sum(c.dimension for c in columns)
     if d_embeddings.shape[-1] != total:
         raise ValueError(
@@ -504,7 +481,7 @@ def evict(
       optimizer: the optimizer of the tables (evicted rows get fresh slots).
     """
     state = dict(state)
-    for column in _ordered(feature_columns):
+    for column in ordered(feature_columns):
         option = column.categorical_column.ev_option
         if option is not None and option.evict_policies:
             state[column.name] = eviction.evict(
@@ -527,7 +504,7 @@ def maybe_evict(
     if every < 1:
         raise ValueError(f"maybe_evict: every must be >= 1, got {every}")
     state = dict(state)
-    for column in _ordered(feature_columns):
+    for column in ordered(feature_columns):
         option = column.categorical_column.ev_option
         if option is None or not option.evict_policies:
             continue

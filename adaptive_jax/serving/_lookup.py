@@ -1,0 +1,234 @@
+"""Read-only lookup over an export: the training lookup's results, no insertion.
+
+`build` turns an export into device arrays and a key -> row index, once.
+`lookup` then gives, for the same ids, what the training input layer gives: an
+id with a row reads it (unless its routing mask, if given, says static); any
+other id reads its static bucket, or in a plain dynamic column the starting
+value it would get (`default_values`) or, with an admission filter, the
+no-permission value; combined per example by the column's combiner, columns
+concatenated in the order of their names. An id whose row the training lookup
+would create now starts from exactly that value, so the results agree for
+new ids too. Nothing is counted and nothing changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from adaptive_jax import _host_ids, combiners
+from adaptive_jax import ids as ids_lib
+from adaptive_jax import table as table_lib
+from adaptive_jax.serving._format import ColumnExport, Export
+
+_INSERT_CHUNK = 65_536
+
+
+@struct.dataclass
+class ServingColumn:
+    """One column ready to serve.
+
+    Attributes:
+      static: the static table, or None.
+      default_values: a plain dynamic column's starting values, or None.
+      table: the index of the exported keys (rows in the order of `values`),
+        or None when the export holds no rows.
+      values: `[k, dimension]`, the rows, or None with `table`.
+      column: the export's settings (static under jit).
+    """
+
+    static: jax.Array | None
+    default_values: jax.Array | None
+    table: table_lib.DynamicTable | None
+    values: jax.Array | None
+    column: Settings = struct.field(pytree_node=False)
+
+
+@jax.jit
+def _insert(
+    table: table_lib.DynamicTable, keys: ids_lib.Ids, valid: jax.Array
+) -> tuple[table_lib.DynamicTable, jax.Array]:
+    return table_lib.lookup_or_insert(table, keys, valid, valid=valid)
+
+
+def _index(name: str, keys: np.ndarray) -> table_lib.DynamicTable:
+    """A table holding `keys` (distinct) at rows 0, 1, ... in their order."""
+    table = table_lib.DynamicTable.create(len(keys))
+    for start in range(0, len(keys), _INSERT_CHUNK):
+        chunk = keys[start : start + _INSERT_CHUNK]
+        padded = np.zeros(_INSERT_CHUNK, np.int64)
+        padded[: chunk.size] = chunk
+        valid = np.arange(_INSERT_CHUNK) < chunk.size
+        table, rows = _insert(table, ids_lib.from_numpy(padded), jnp.asarray(valid))
+        expected = np.arange(start, start + chunk.size)
+        if not np.array_equal(np.asarray(rows)[: chunk.size], expected):
+            raise ValueError(
+                f"column '{name}': the export's keys are not distinct, or the index "
+                "could not place them"
+            )
+    return table
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """A column's settings, hashable: static under jit."""
+
+    key: str
+    dtype: str
+    kind: str
+    dimension: int
+    combiner: str
+    hash_bucket_size: int | None
+    no_permission_value: float
+
+    @classmethod
+    def of(cls, column: ColumnExport) -> Settings:
+        return cls(
+            **{
+                field.name: getattr(column, field.name)
+                for field in dataclasses.fields(cls)
+            }
+        )
+
+
+def build(exported: Export) -> dict[str, ServingColumn]:
+    """Each column's arrays on the device and its index of keys, once per export.
+
+    Raises:
+      ValueError: keys that are not distinct (a hand-made export).
+    """
+    built = {}
+    for name, column in exported.columns.items():
+        table = values = None
+        if column.keys.size:
+            table = _index(name, column.keys)
+            values = jnp.asarray(column.values)
+        built[name] = ServingColumn(
+            static=None if column.static is None else jnp.asarray(column.static),
+            default_values=(
+                None
+                if column.default_values is None
+                else jnp.asarray(column.default_values)
+            ),
+            table=table,
+            values=values,
+            column=Settings.of(column),
+        )
+    return built
+
+
+def prepare(
+    built: Mapping[str, ServingColumn],
+    features: Mapping[str, Any],
+    *,
+    masks: Mapping[str, Any] | None = None,
+    size: int | None = None,
+) -> dict[str, _host_ids.ColumnIds]:
+    """Raw features to each column's `ColumnIds`, on the host, as in training.
+
+    Args:
+      built: `build`'s output.
+      features: a dict from column key to ids (any form the input layer takes).
+      masks: optional routing masks of adaptive columns, by column key (one 0/1
+        per id); without one, an id with a row reads it.
+      size: a fixed padded number of ids per column; None for powers of two.
+
+    Raises:
+      ValueError: a missing feature, a mask for a column that is not adaptive or
+        of the wrong length, ids of the wrong kind, or batches of different
+        sizes; each names the column.
+    """
+    masks = dict(masks or {})
+    adaptive_keys = {
+        c.column.key for c in built.values() if c.column.kind == "adaptive"
+    }
+    for key in masks:
+        if key not in adaptive_keys:
+            raise ValueError(f"masks['{key}']: no adaptive column has key '{key}'")
+    prepared, batch_sizes = {}, set()
+    for name, serving_column in built.items():
+        column = serving_column.column
+        if column.key not in features:
+            raise ValueError(
+                f"column '{column.key}': feature '{column.key}' is missing from the "
+                f"features (they have {sorted(features)})"
+            )
+        batch = _host_ids.as_sparse(features[column.key], column.key, size)
+        batch_sizes.add(batch.batch_size)
+        prepared[name] = _host_ids.column_ids(
+            batch,
+            key=column.key,
+            dtype=column.dtype,
+            hash_bucket_size=column.hash_bucket_size,
+            mask=masks.get(column.key),
+        )
+    if len(batch_sizes) > 1:
+        raise ValueError(f"features have different batch sizes: {sorted(batch_sizes)}")
+    return prepared
+
+
+def _column_values(
+    serving_column: ServingColumn, inputs: _host_ids.ColumnIds
+) -> jax.Array:
+    """`[size, dimension] float32`: the value each id reads."""
+    batch, column = inputs.ids, serving_column.column
+    has_row = jnp.zeros(batch.valid.shape, bool)
+    rows = jnp.zeros(batch.valid.shape, jnp.int32)
+    if serving_column.table is not None:
+        rows = table_lib.lookup(serving_column.table, batch.values, valid=batch.valid)
+        has_row = rows >= 0
+        if inputs.to_dynamic is not None:
+            has_row &= inputs.to_dynamic
+    if serving_column.static is not None:
+        fallback = serving_column.static[jnp.where(has_row, 0, inputs.buckets)]
+    elif serving_column.default_values is not None:
+        defaults = serving_column.default_values
+        fallback = defaults[ids_lib.remainder(batch.values, defaults.shape[0])]
+    else:
+        shape = (batch.valid.shape[0], column.dimension)
+        fallback = jnp.full(shape, column.no_permission_value, jnp.float32)
+    fallback = fallback.astype(jnp.float32)
+    if serving_column.table is None:
+        return fallback
+    values = serving_column.values[jnp.where(has_row, rows, 0)].astype(jnp.float32)
+    return jnp.where(has_row[:, None], values, fallback)
+
+
+@jax.jit
+def _lookup(
+    built: dict[str, ServingColumn], prepared: dict[str, _host_ids.ColumnIds]
+) -> jax.Array:
+    outputs = []
+    for name in sorted(built):
+        column, batch = built[name].column, prepared[name].ids
+        scale = combiners.scales(
+            batch.row_ids, batch.weights, batch.valid, batch.batch_size, column.combiner
+        )
+        values = _column_values(built[name], prepared[name])
+        outputs.append(
+            combiners.combine(values, batch.row_ids, scale, batch.batch_size)
+        )
+    return jnp.concatenate(outputs, axis=1)
+
+
+def lookup(
+    built: Mapping[str, ServingColumn],
+    features: Mapping[str, Any],
+    *,
+    masks: Mapping[str, Any] | None = None,
+) -> jax.Array:
+    """The embeddings of `features`: `[batch, sum of dimensions] float32`.
+
+    Jittable when `features` is `prepare`'s output; raw features are prepared
+    here first, on the host (see `prepare`).
+    """
+    built = dict(built)
+    if not all(isinstance(features.get(name), _host_ids.ColumnIds) for name in built):
+        features = prepare(built, features, masks=masks)
+    return _lookup(built, {name: features[name] for name in built})
