@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -322,7 +323,9 @@ def delta(
 
 
 def _tree_bytes(tree: Any) -> int:
-    return sum(leaf.nbytes for leaf in jax.tree.leaves(tree))
+    """Bytes of the arrays (or shapes) of a tree."""
+    leaves = jax.tree.leaves(tree)
+    return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in leaves)
 
 
 def _plain_row_bytes(column_state: adaptive.ColumnState) -> int:

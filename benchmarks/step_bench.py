@@ -89,6 +89,7 @@ class Adaptive:
         *,
         filter_freq: int | None = None,
         steps_to_live: int | None = None,
+        fill: bool = True,
     ):
         admission = None if filter_freq is None else aj.CounterFilter(filter_freq)
         evict = None if steps_to_live is None else aj.GlobalStepEvict(steps_to_live)
@@ -115,7 +116,7 @@ class Adaptive:
         self.evict = jax.jit(
             lambda state: fc.evict(state, [column], optimizer), donate_argnums=0
         )
-        for start in range(0, frequent, batch):  # fill the dynamic table, by mask
+        for start in range(0, frequent if fill else 0, batch):  # by the mask
             ranks = np.arange(start, min(start + batch, frequent))
             self.run((self.features(ranks, by_mask=True), None))
 

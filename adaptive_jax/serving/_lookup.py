@@ -37,9 +37,9 @@ class ServingColumn:
     Attributes:
       static: the static table, or None.
       default_values: a plain dynamic column's starting values, or None.
-      table: the index of the exported keys (rows in the order of `values`),
-        or None when the export holds no rows.
-      values: `[k, dimension]`, the rows, or None with `table`.
+      table: the index of the exported keys, key `i` at row `i`, or None when
+        the export holds no rows.
+      values: `[table capacity, dimension]`, the rows, or None with `table`.
       column: the export's settings (static under jit).
     """
 
@@ -57,9 +57,15 @@ def _insert(
     return table_lib.lookup_or_insert(table, keys, valid, valid=valid)
 
 
+def _capacity(num_keys: int) -> int:
+    """Rows for `num_keys`: a power of two, so that exports of about the same
+    size share their compiled lookup."""
+    return 1 << max(0, num_keys - 1).bit_length()
+
+
 def _index(name: str, keys: np.ndarray) -> table_lib.DynamicTable:
     """A table holding `keys` (distinct) at rows 0, 1, ... in their order."""
-    table = table_lib.DynamicTable.create(len(keys))
+    table = table_lib.DynamicTable.create(_capacity(keys.size))
     for start in range(0, len(keys), _INSERT_CHUNK):
         chunk = keys[start : start + _INSERT_CHUNK]
         padded = np.zeros(_INSERT_CHUNK, np.int64)
@@ -108,7 +114,9 @@ def build(exported: Export) -> dict[str, ServingColumn]:
         table = values = None
         if column.keys.size:
             table = _index(name, column.keys)
-            values = jnp.asarray(column.values)
+            rows = np.zeros((table.capacity, column.dimension), column.values.dtype)
+            rows[: column.keys.size] = column.values
+            values = jnp.asarray(rows)
         built[name] = ServingColumn(
             static=None if column.static is None else jnp.asarray(column.static),
             default_values=(
@@ -222,13 +230,14 @@ def lookup(
     features: Mapping[str, Any],
     *,
     masks: Mapping[str, Any] | None = None,
+    size: int | None = None,
 ) -> jax.Array:
     """The embeddings of `features`: `[batch, sum of dimensions] float32`.
 
     Jittable when `features` is `prepare`'s output; raw features are prepared
-    here first, on the host (see `prepare`).
+    here first, on the host, with `masks` and `size` (see `prepare`).
     """
     built = dict(built)
     if not all(isinstance(features.get(name), _host_ids.ColumnIds) for name in built):
-        features = prepare(built, features, masks=masks)
+        features = prepare(built, features, masks=masks, size=size)
     return _lookup(built, {name: features[name] for name in built})
