@@ -17,7 +17,8 @@ zero rows dropped) and `export.size_report`:
   also against that plain table's own export (`ratio_to_plain_export`). Target:
   `ratio` <= 0.30 at the end of the run.
 - `export_size_bfloat16`: the same export in bfloat16, at the end.
-- `delta_size`: the delta between the last two points against the full export.
+- `delta_size`: deltas since the point before the end (half the run), and since
+  10 steps before the end, against the full export.
 """
 
 from __future__ import annotations
@@ -67,32 +68,37 @@ def main() -> None:
     args = parser.parse_args()
     steps = 250 if args.quick else args.steps
     points = {steps // 8, steps // 4, steps // 2, steps}
+    delta_since = {steps // 2, steps - 10}
     rng = np.random.default_rng(0)
     raw = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, 10_000_000)
     ours = Adaptive(2**21, raw, frequent=1_000_000, batch=args.batch, fill=False)
     seen = np.zeros(raw.size, bool)
-    previous = None
+    previous, deltas = {}, []
     for step in range(1, steps + 1):
         ranks = zipf_ranks(rng, args.batch, raw.size)
         seen[ranks] = True
         ours.run((ours.features(ranks), None))
+        if step in delta_since:
+            previous[step] = export.export(ours.state, [ours.column])
         if step in points:
             exported, line = sizes(ours, int(seen.sum()), step)
             print(json.dumps({"name": "export_size"} | line), flush=True)
-            if step == steps and previous is not None:
-                change = export.delta(ours.state, [ours.column], previous[0])
-                delta_line = {
-                    "name": "delta_size",
-                    "since_step": previous[1],
-                    "steps": step,
-                    "delta_mb": round(change.nbytes / 1e6, 1),
-                    "export_mb": line["export_mb"],
-                    "ratio": round(change.nbytes / exported.nbytes, 3),
-                }
-            previous = exported, step
+    for since, old in sorted(previous.items()):
+        change = export.delta(ours.state, [ours.column], old)
+        deltas.append(
+            {
+                "name": "delta_size",
+                "since_step": since,
+                "steps": steps,
+                "delta_mb": round(change.nbytes / 1e6, 1),
+                "export_mb": round(exported.nbytes / 1e6, 1),
+                "ratio": round(change.nbytes / exported.nbytes, 3),
+            }
+        )
     _, line = sizes(ours, int(seen.sum()), steps, value_dtype="bfloat16")
     print(json.dumps({"name": "export_size_bfloat16"} | line), flush=True)
-    print(json.dumps(delta_line), flush=True)
+    for line in deltas:
+        print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":
