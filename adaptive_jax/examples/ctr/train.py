@@ -1,0 +1,255 @@
+"""One pass of training, and the evaluation of the exported model.
+
+The step has jax-tpu-embedding's three phases, jitted together with the
+embedding state donated: the input layer looks up (inserting and migrating
+promoted ids), `jax.value_and_grad` of the DeepFM loss runs with respect to the
+dense parameters and the embeddings, then the embeddings' gradient feeds a
+sparse FTRL update of the tables, and an eviction pass runs every
+`evict_every` steps. The ids are prepared on the host (`feature_column.prepare`:
+Fingerprint64 of the strings, buckets) while the device runs the previous step.
+
+Evaluation reads the serving export (`export.export`), never the training
+state, so the scores are those of the model a server would load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from adaptive_jax import data, export, metrics, optim, serving
+from adaptive_jax import feature_column as fc
+from adaptive_jax.examples.ctr import model as model_lib
+from adaptive_jax.examples.ctr import variants
+
+Step = Callable[..., tuple[Any, Any, dict, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizers:
+    """The optimizers of the two halves of the model.
+
+    Attributes:
+      tables: the sparse FTRL of the embedding tables.
+      dense: the optax optimizer of the DeepFM parameters.
+    """
+
+    tables: Any
+    dense: optax.GradientTransformation
+
+
+def optimizers(learning_rate: float) -> Optimizers:
+    """FTRL of `learning_rate` on the tables, as DeepRec's users train them;
+    Adam (1e-3) on the rest."""
+    return Optimizers(optim.ftrl(learning_rate), optax.adam(1e-3))
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything training changes: dense parameters and their optimizer state,
+    and the embedding state (tables, slots, counters) of every column."""
+
+    params: Any
+    opt_state: Any
+    tables: dict
+
+
+def init(
+    columns: Sequence[fc.EmbeddingColumn],
+    model: model_lib.DeepFM,
+    optimizers: Optimizers,
+    key: jax.Array,
+    batch_size: int,
+) -> TrainState:
+    """Fresh parameters and tables, from `key`."""
+    model_key, table_key = jax.random.split(key)
+    width = len(data.CATEGORICAL_COLUMNS) * model.dimension
+    params = model.init(
+        model_key,
+        jnp.zeros((batch_size, width), jnp.float32),
+        jnp.zeros((batch_size, len(data.INTEGER_COLUMNS)), jnp.float32),
+    )
+    return TrainState(
+        params,
+        optimizers.dense.init(params),
+        fc.init_state(columns, optimizers.tables, table_key),
+    )
+
+
+def make_step(
+    columns: Sequence[fc.EmbeddingColumn],
+    model: model_lib.DeepFM,
+    optimizers: Optimizers,
+    evict_every: int,
+) -> Step:
+    """The jitted training step: `(params, opt_state, tables, ids, counts,
+    labels) -> (params, opt_state, tables, loss)`, the tables donated."""
+    columns = tuple(columns)
+    ftrl = optimizers.tables
+
+    def step(params, opt_state, tables, ids, counts, labels):
+        with jax.named_scope("ctr.lookup"):
+            stacked, tables, residuals = fc.input_layer(
+                ids, columns, tables, optimizer=ftrl
+            )
+        embeddings = stacked.reshape(labels.shape[0], -1)  # the fields side by side
+
+        def loss_fn(params, embeddings):
+            # Summed, not averaged: FTRL's step then does not shrink with the
+            # batch size (Adam's does not depend on the scale anyway).
+            logits = model.apply(params, embeddings, counts)
+            return model_lib.log_loss(logits, labels) * labels.shape[0]
+
+        with jax.named_scope("ctr.dense"):
+            loss, (d_params, d_embeddings) = jax.value_and_grad(
+                loss_fn, argnums=(0, 1)
+            )(params, embeddings)
+            updates, opt_state = optimizers.dense.update(d_params, opt_state, params)
+            params = optax.apply_updates(params, updates)
+        with jax.named_scope("ctr.sparse_update"):
+            d_stacked = d_embeddings.reshape(stacked.shape)
+            tables = fc.apply_gradients(tables, residuals, d_stacked, columns, ftrl)
+            tables = fc.maybe_evict(tables, columns, ftrl, every=evict_every)
+        return params, opt_state, tables, loss / labels.shape[0]
+
+    return jax.jit(step, donate_argnums=(2,))
+
+
+def _features(batch: data.Batch) -> dict[str, np.ndarray]:
+    """The batch's ids as the stacked column's feature."""
+    return {variants.FIELDS_KEY: variants.stack(batch.categorical)}
+
+
+def _device_batch(
+    batch: data.Batch, columns: Sequence[fc.EmbeddingColumn]
+) -> tuple[dict, jax.Array, jax.Array]:
+    """The batch's prepared ids (padded to all 26 per example), counts, labels."""
+    size = batch.size * len(data.CATEGORICAL_COLUMNS)
+    ids = fc.prepare(_features(batch), columns, size=size)
+    counts = jnp.asarray(data.log_transform(batch.dense))
+    return ids, counts, jnp.asarray(batch.labels)
+
+
+def train(
+    state: TrainState,
+    step: Step,
+    batches: Iterable[data.Batch],
+    columns: Sequence[fc.EmbeddingColumn],
+    *,
+    total: int | None = None,
+    progress: bool = True,
+    description: str = "",
+) -> tuple[TrainState, dict[str, float]]:
+    """One pass over `batches` (all of one size, so that the step compiles once).
+
+    Returns:
+      The trained state and `{"examples", "seconds", "examples_per_s",
+      "final_loss"}`; the rate leaves out the first step (compilation).
+    """
+    params, opt_state, tables = state.params, state.opt_state, state.tables
+    examples, timed, start, loss = 0, 0, None, jnp.zeros([])
+    bar = tqdm.tqdm(
+        batches, total=total, desc=description, unit="batch", disable=not progress
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.MalformedLineWarning)  # the scan told
+        for batch in bar:
+            ids, counts, labels = _device_batch(batch, columns)
+            params, opt_state, tables, loss = step(
+                params, opt_state, tables, ids, counts, labels
+            )
+            examples += batch.size
+            if start is None:
+                jax.block_until_ready(loss)
+                start = time.perf_counter()
+            else:
+                timed += batch.size
+    jax.block_until_ready(tables)
+    seconds = time.perf_counter() - start if start is not None else 0.0
+    timing = {
+        "examples": examples,
+        "seconds": seconds,
+        "examples_per_s": timed / seconds if seconds > 0 else 0.0,
+        "final_loss": float(loss),
+    }
+    return TrainState(params, opt_state, tables), timing
+
+
+def predict(
+    exported: serving.Export,
+    model: model_lib.DeepFM,
+    params: Any,
+    batches: Iterable[data.Batch],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Click probabilities of every example of `batches`, from the export.
+
+    Returns:
+      `(labels [n] float32, probabilities [n] float32)`.
+    """
+    built = serving.build(exported)
+
+    @jax.jit
+    def score(params, built, ids, counts):
+        embeddings = serving.lookup(built, ids).reshape(counts.shape[0], -1)
+        return jax.nn.sigmoid(model.apply(params, embeddings, counts))
+
+    labels, probabilities = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.MalformedLineWarning)
+        for batch in batches:
+            size = batch.size * len(data.CATEGORICAL_COLUMNS)
+            ids = serving.prepare(built, _features(batch), size=size)
+            counts = jnp.asarray(data.log_transform(batch.dense))
+            probabilities.append(np.asarray(score(params, built, ids, counts)))
+            labels.append(batch.labels)
+    return np.concatenate(labels), np.concatenate(probabilities)
+
+
+def scores(
+    labels: np.ndarray, probabilities: np.ndarray, late: np.ndarray | None
+) -> dict[str, float | None]:
+    """AUC and log loss, and the AUC of the examples with late ids (`late`
+    selects them; None without ground truth). An AUC is None where its
+    examples hold one class only."""
+    return {
+        "auc": _auc(labels, probabilities),
+        "log_loss": metrics.log_loss(labels, probabilities),
+        "auc_late_ids": None
+        if late is None
+        else _auc(labels[late], probabilities[late]),
+    }
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    return metrics.auc(labels, scores) if 0 < labels.sum() < labels.size else None
+
+
+def sizes(tables: dict, exported: serving.Export) -> dict[str, int]:
+    """Bytes of the embedding state and of its export, and table statistics.
+
+    `param_bytes` is every array of the embedding state: values, FTRL slots,
+    the dynamic tables' keys, index, free lists and counters, the admission
+    sketches and the statistics. `export_bytes` is the serving export: static
+    tables, the live rows that are not zero (keys, values, freqs, versions)
+    and a plain dynamic table's default values.
+    """
+    report = export.size_report(tables, exported)["total"]
+    summaries = fc.summary(tables).values()
+    return {
+        "param_bytes": int(report["training_bytes"]),
+        "export_bytes": int(report["export_bytes"]),
+        "live_rows": int(report["live_rows"]),
+        "exported_rows": int(report["exported_rows"]),
+        "overflows": sum(int(s.get("overflows", 0)) for s in summaries),
+        "promotions": sum(int(s.get("promotions", 0)) for s in summaries),
+        "evictions": sum(int(s.get("evicted_steps", 0)) for s in summaries),
+    }

@@ -1,0 +1,226 @@
+"""The embedding columns the CTR example compares, sized from the training data.
+
+The 26 categorical columns share one stacked table per variant: each id is
+prefixed with its column's name ("C3:68fd1e64"), so the ids of different
+columns are different keys and hash to unrelated buckets, and the input layer
+looks up `[examples * 26]` ids and gives one `dimension`-wide field per
+column. jax-tpu-embedding stacks the tables of a model in the same way; here
+it also means one table to compile instead of 26 (XLA:CPU took about a minute
+for 26 separate adaptive columns, a few seconds for one, on 2 cores).
+
+Four variants, of string ids:
+
+- "static": a plain hash-bucket table of `hash_bucket_size` buckets;
+- "dynamic": a plain dynamic table with a row per id: its capacity is the
+  number of distinct ids the training data holds, so no id is turned away;
+  a new id starts from DeepRec's default values (4096 rows);
+- "filtered": a plain dynamic table behind DeepRec's `CounterFilter`: an id
+  seen fewer than `filter_freq` times reads `default_value_no_permission`
+  (0.0), what a DeepRec user picks to save memory; capacity for the ids that
+  reach the threshold, with `headroom`;
+- "adaptive": a small static table (`adaptive_hash_bucket_size`) for rare ids
+  and a dynamic table for the ids that reach `filter_freq`, each starting
+  from its bucket's value (`migration`); rows unused for `steps_to_live`
+  steps are evicted, back to their buckets.
+
+The sizes come from one pass over the training data (`scan`): the distinct ids
+of each column and how many reach the threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+import adaptive_jax as aj
+from adaptive_jax import data
+from adaptive_jax import feature_column as fc
+
+VARIANTS = ("static", "dynamic", "filtered", "adaptive")
+MIGRATIONS = ("deeprec", "warm", "copy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How the columns of every variant are built and trained.
+
+    Attributes:
+      dimension: the embedding dimension of every column.
+      init_stddev: the standard deviation of the tables' truncated-normal
+        initializer (and of a plain dynamic table's default values).
+      learning_rate: FTRL's learning rate on the tables.
+      hash_bucket_size: buckets of the "static" variant's table.
+      adaptive_hash_bucket_size: buckets of the "adaptive" variant's table.
+      filter_freq: the `CounterFilter` threshold of "filtered" and "adaptive".
+      steps_to_live: `GlobalStepEvict` of "adaptive", in training steps.
+      evict_every: steps between eviction passes.
+      headroom: capacity over the ids expected to reach the threshold, for the
+        count-min sketch's overestimates.
+      migration: the adaptive column's migration ("deeprec", "warm", "copy").
+    """
+
+    dimension: int = 8
+    init_stddev: float = 0.01
+    learning_rate: float = 0.005
+    hash_bucket_size: int = 2**18
+    adaptive_hash_bucket_size: int = 2**15
+    filter_freq: int = 3
+    steps_to_live: int = 100
+    evict_every: int = 10
+    headroom: float = 1.25
+    migration: str = "deeprec"
+
+    def __post_init__(self):
+        for name in ("dimension", "hash_bucket_size", "adaptive_hash_bucket_size"):
+            _require_at_least(name, getattr(self, name), 1)
+        for name in ("filter_freq", "steps_to_live", "evict_every"):
+            _require_at_least(name, getattr(self, name), 1)
+        for name in ("init_stddev", "learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"Settings.{name} must be > 0, got {getattr(self, name)!r}"
+                )
+        if not self.headroom >= 1.0:
+            raise ValueError(f"Settings.headroom must be >= 1, got {self.headroom!r}")
+        if self.migration not in MIGRATIONS:
+            raise ValueError(
+                f"Settings.migration must be one of {MIGRATIONS}, got "
+                f"{self.migration!r}"
+            )
+
+
+def _require_at_least(name: str, value: int, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"Settings.{name} must be an int >= {least}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class IdCounts:
+    """What one pass over the training data tells about its ids.
+
+    Attributes:
+      examples: examples read.
+      positives: examples of label 1.
+      distinct: column key -> distinct ids.
+      frequency_counts: column key -> `[k] int64`, how often each distinct id
+        occurs (in no order).
+    """
+
+    examples: int
+    positives: int
+    distinct: dict[str, int]
+    frequency_counts: dict[str, np.ndarray]
+
+    def reaching(self, key: str, threshold: int) -> int:
+        """Distinct ids of column `key` that occur at least `threshold` times."""
+        return int(np.sum(self.frequency_counts[key] >= threshold))
+
+
+def scan(batches: Iterable[data.Batch]) -> IdCounts:
+    """Counts the examples, the positives and each column's ids, in one pass.
+
+    Memory grows with the distinct ids per batch, summed, until the end of the
+    pass, where each column's counts are merged.
+    """
+    examples = positives = 0
+    pieces: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+        key: [] for key in data.CATEGORICAL_COLUMNS
+    }
+    for batch in batches:
+        examples += batch.size
+        positives += int(batch.labels.sum())
+        for key, values in batch.categorical.items():
+            values = values[values != ""]
+            pieces[key].append(np.unique(values, return_counts=True))
+    distinct, frequency_counts = {}, {}
+    for key, parts in pieces.items():
+        if not parts:
+            frequency_counts[key] = np.zeros(0, np.int64)
+        else:
+            values = np.concatenate([p[0] for p in parts])
+            counts = np.concatenate([p[1] for p in parts]).astype(np.int64)
+            _, inverse = np.unique(values, return_inverse=True)
+            frequency_counts[key] = np.bincount(inverse, weights=counts).astype(
+                np.int64
+            )
+        distinct[key] = int(frequency_counts[key].size)
+    return IdCounts(examples, positives, distinct, frequency_counts)
+
+
+FIELDS_KEY = "fields"  # the key of the stacked column
+
+
+def stack(categorical: dict[str, np.ndarray]) -> np.ndarray:
+    """The ids of the 26 columns as one `[n * 26, 1]` feature, example-major,
+    each prefixed with its column's name; "" (missing) stays "".
+
+    Example:
+
+      >>> ids = {k: np.array([["a"], [""]]) for k in data.CATEGORICAL_COLUMNS}
+      >>> stack(ids)[:2, 0].tolist(), stack(ids)[26:28, 0].tolist()
+      (['C1:a', 'C2:a'], ['', ''])
+    """
+    keys = data.CATEGORICAL_COLUMNS
+    values = np.concatenate([categorical[k] for k in keys], axis=1)
+    prefixes = np.array([f"{k}:" for k in keys])
+    prefixed = np.strings.add(prefixes[None, :], values)
+    return np.where(values == "", "", prefixed).reshape(-1, 1)
+
+
+def _capacity(expected: int, headroom: float) -> int:
+    return max(16, math.ceil(expected * headroom))
+
+
+def columns(
+    variant: str, counts: IdCounts, settings: Settings
+) -> list[fc.EmbeddingColumn]:
+    """The stacked embedding column of `variant`, sized from `counts`.
+
+    Raises:
+      ValueError: an unknown variant.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    categorical = _categorical(variant, counts, settings)
+    initializer = aj.initializers.truncated_normal(stddev=settings.init_stddev)
+    return [
+        fc.embedding_column(categorical, settings.dimension, initializer=initializer)
+    ]
+
+
+def _categorical(
+    variant: str, counts: IdCounts, settings: Settings
+) -> fc.CategoricalColumn:
+    distinct = sum(counts.distinct.values())
+    frequent = sum(counts.reaching(k, settings.filter_freq) for k in counts.distinct)
+    if variant == "static":
+        return fc.categorical_column_with_hash_bucket(
+            FIELDS_KEY, settings.hash_bucket_size, dtype="string"
+        )
+    if variant == "dynamic":
+        option = aj.EmbeddingVariableOption(capacity=max(1, distinct))
+        return fc.categorical_column_with_embedding(
+            FIELDS_KEY, "string", ev_option=option
+        )
+    admission = aj.CounterFilter(settings.filter_freq)
+    capacity = _capacity(frequent, settings.headroom)
+    if variant == "filtered":
+        option = aj.EmbeddingVariableOption(capacity=capacity, filter_option=admission)
+        return fc.categorical_column_with_embedding(
+            FIELDS_KEY, "string", ev_option=option
+        )
+    option = aj.EmbeddingVariableOption(
+        capacity=capacity,
+        filter_option=admission,
+        evict_option=aj.GlobalStepEvict(settings.steps_to_live),
+    )
+    return fc.categorical_column_with_adaptive_embedding(
+        FIELDS_KEY,
+        settings.adaptive_hash_bucket_size,
+        dtype="string",
+        ev_option=option,
+        migration=settings.migration,
+    )
