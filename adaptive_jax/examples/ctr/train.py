@@ -113,7 +113,12 @@ def make_step(
             loss, (d_params, d_embeddings) = jax.value_and_grad(
                 loss_fn, argnums=(0, 1)
             )(params, embeddings)
-            updates, opt_state = optimizers.dense.update(d_params, opt_state, params)
+            # optax's Adam raises its decay to an int32 count, a promotion that
+            # JAX's strict mode (the test suite's) refuses.
+            with jax.numpy_dtype_promotion("standard"):
+                updates, opt_state = optimizers.dense.update(
+                    d_params, opt_state, params
+                )
             params = optax.apply_updates(params, updates)
         with jax.named_scope("ctr.sparse_update"):
             d_stacked = d_embeddings.reshape(stacked.shape)

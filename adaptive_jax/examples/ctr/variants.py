@@ -36,11 +36,13 @@ from collections.abc import Iterable
 import numpy as np
 
 import adaptive_jax as aj
-from adaptive_jax import data
+from adaptive_jax import adaptive, data
 from adaptive_jax import feature_column as fc
 
 VARIANTS = ("static", "dynamic", "filtered", "adaptive")
-MIGRATIONS = ("deeprec", "warm", "copy")
+MIGRATIONS = (
+    adaptive.MIGRATIONS
+)  # "deeprec", "warm", "copy", and more as the library adds
 
 
 @dataclasses.dataclass(frozen=True)
