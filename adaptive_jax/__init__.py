@@ -20,6 +20,7 @@ _SUBMODULES = (
     "hashing",
     "ids",
     "initializers",
+    "nn",
     "optim",
     "options",
     "serving",
