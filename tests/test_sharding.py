@@ -5,6 +5,11 @@ or sharded run must give its embeddings and its trained state, up to the order
 of float sums (the static table's gradients arrive from several devices).
 """
 
+import os
+import pathlib
+import socket
+import subprocess
+import sys
 import types
 
 import jax
@@ -100,7 +105,7 @@ def assert_same_training(reference, embeddings, state, cols):
             np.testing.assert_allclose(got.static, want.static, atol=TOLERANCE)
 
 
-@pytest.mark.parametrize("parts", [1, 4])
+@pytest.mark.parametrize("parts", [pytest.param(1, marks=pytest.mark.slow), 4])
 def test_partitions_on_one_device_train_like_one_table(reference, parts):
     cols = columns(parts)
     embeddings, state = train(cols)
@@ -108,7 +113,16 @@ def test_partitions_on_one_device_train_like_one_table(reference, parts):
     assert_same_training(reference, embeddings, state, cols)
 
 
-@pytest.mark.parametrize("devices", [1, 2, 4, 8])
+# 1 and 4 devices run in `make test-all` (each costs its own compiles).
+@pytest.mark.parametrize(
+    "devices",
+    [
+        pytest.param(1, marks=pytest.mark.slow),
+        2,
+        pytest.param(4, marks=pytest.mark.slow),
+        8,
+    ],
+)
 def test_a_mesh_trains_like_one_device(reference, devices):
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
     layout = sharding.Layout(mesh, "data")
@@ -216,7 +230,15 @@ def test_suggested_limits_leave_no_overflow():
         assert fc.summary(state)[name]["exchange_overflows"] == 0
 
 
-@pytest.mark.parametrize(("source", "target"), [(None, 4), (4, 8), (8, 2), (4, None)])
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (None, 4),
+        pytest.param(4, 8, marks=pytest.mark.slow),
+        (8, 2),
+        pytest.param(4, None, marks=pytest.mark.slow),
+    ],
+)
 def test_relayout_onto_other_partitions_keeps_the_lookups(source, target):
     cols_from, cols_to = columns(source), columns(target)
     _, state = train(cols_from, steps=3)
@@ -295,3 +317,44 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused():
         sharding.prepare(
             features, cols, layout, adaptive_mask_tensors={"user": np.ones(6, np.int32)}
         )
+
+
+WORKER = pathlib.Path(__file__).parent / "multihost_worker.py"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow  # two fresh processes compile everything anew: about 90 s
+def test_two_processes_train_like_one(reference, tmp_path):
+    port, out = free_port(), tmp_path / "out.npz"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(process), str(port), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for process in (0, 1)
+    ]
+    logs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0], "\n".join(logs)
+    got = np.load(out)
+    ref_embeddings, ref_export = reference
+    np.testing.assert_allclose(got["embeddings"], ref_embeddings, atol=TOLERANCE)
+    for name, want in ref_export.columns.items():
+        keys = got[f"{name}.keys"]
+        order_want, order_got = np.argsort(want.keys), np.argsort(keys)
+        np.testing.assert_array_equal(keys[order_got], want.keys[order_want])
+        np.testing.assert_allclose(
+            got[f"{name}.values"][order_got], want.values[order_want], atol=TOLERANCE
+        )
+        if want.static is not None:
+            np.testing.assert_allclose(
+                got[f"{name}.static"], want.static, atol=TOLERANCE
+            )
