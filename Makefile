@@ -24,11 +24,12 @@ demo: venv
 	@echo "== The dynamic table under a stream of ids =="
 	$(BIN)/python examples/table_demo.py
 
+# Two workers: the tests are mostly XLA compiles, one core each.
 test: venv lint
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 test-all: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # The benchmarks compare with TensorFlow: the `bench` extra installs it.
 $(BENCH_INSTALLED): $(INSTALLED)

@@ -17,6 +17,7 @@ from adaptive_jax import ids as ids_lib
 _SEED_STRIDE = 0x9E3779B9
 _SEED_OFFSET = 0x7F4A7C15
 _PARTITION_SEED = 0x5EED
+VIRTUAL_BUCKETS = 2**16  # partitions own whole virtual buckets
 
 
 def fmix32(x: jax.Array) -> jax.Array:
@@ -81,10 +82,26 @@ def bucket(ids: ids_lib.Ids, num_buckets: int, *, seed: int = 0) -> jax.Array:
     return reduce_range(hash32(ids, seed), num_buckets)
 
 
+def virtual_bucket(ids: ids_lib.Ids) -> jax.Array:
+    """The virtual bucket of int64 ids, in `[0, VIRTUAL_BUCKETS)`: fixed for a key,
+    whatever the number of partitions."""
+    return bucket(ids, VIRTUAL_BUCKETS, seed=_PARTITION_SEED)
+
+
 def partition(ids: ids_lib.Ids, num_partitions: int) -> jax.Array:
     """On-device partition of int64 ids, in `[0, num_partitions)`.
 
-    Independent of `bucket` with any other seed, so that the ids of one partition
-    still spread over all the buckets of a table.
+    Virtual bucket `b` belongs to partition `b * num_partitions // VIRTUAL_BUCKETS`,
+    so that another number of partitions moves whole virtual buckets. Independent
+    of `bucket` with any other seed, so that the ids of one partition still spread
+    over all the buckets of a table.
+
+    Raises:
+      ValueError: `num_partitions` is not in `[1, VIRTUAL_BUCKETS]`.
     """
-    return bucket(ids, num_partitions, seed=_PARTITION_SEED)
+    if not 1 <= num_partitions <= VIRTUAL_BUCKETS:
+        raise ValueError(
+            f"num_partitions must be in [1, {VIRTUAL_BUCKETS}], got {num_partitions}"
+        )
+    scaled = virtual_bucket(ids).astype(jnp.uint32) * jnp.uint32(num_partitions)
+    return (scaled // VIRTUAL_BUCKETS).astype(jnp.int32)

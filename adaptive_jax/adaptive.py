@@ -21,7 +21,10 @@ Migration: the optimizer slots of a promoted row are
   from its slots, so part of the copied value is lost;
 - "warm": a fresh accumulator and the `linear` for which FTRL's closed form
   gives back the copied value;
-- "copy": the bucket's own slots.
+- "copy": the bucket's own slots;
+- "none": no migration: the row starts from the column's default values
+  (`InitializerOption`, row `id % default_value_dim`), with fresh slots, as a
+  key of a plain dynamic table does (the control of the seed's claim).
 No gradient flows into the static table through the copy.
 
 Admission: without a mask, a column with an admission filter routes an id to
@@ -52,7 +55,7 @@ from adaptive_jax import table as table_lib
 from adaptive_jax._host_ids import ColumnIds
 from adaptive_jax.optim import apply_sparse
 
-MIGRATIONS = ("deeprec", "warm", "copy")
+MIGRATIONS = ("deeprec", "warm", "copy", "none")
 
 
 @struct.dataclass
@@ -101,6 +104,9 @@ class Residuals(NamedTuple):
     dynamic_rows: jax.Array  # [n] int32, row; capacity where not dynamic
     segments: jax.Array  # [n] int32, the example of each id
     scale: jax.Array  # [n] float32, the id's factor in its example's embedding
+    # A partitioned column's: dynamic_rows are [partitions here, entries received]
+    # on the owner, and each entry's slot in the exchange (none: P * limit).
+    exchange_slots: jax.Array | None = None
 
 
 def with_l1_mode(optimizer: Any, l1_mode: str) -> Any:
@@ -111,39 +117,178 @@ def with_l1_mode(optimizer: Any, l1_mode: str) -> Any:
 
 
 def _starting_rows(
-    state: ColumnState,
-    inputs: ColumnIds,
+    static: StaticTable | None,
+    default_values: jax.Array | None,
+    keys: ids_lib.Ids,
+    buckets: jax.Array,
+    step: jax.Array,
     optimizer: Any,
     migration: str,
     entries: jax.Array,
 ) -> tuple[jax.Array, Any]:
     """Values and slots that the keys of `entries` start from in the dynamic table:
-    their buckets' (migration), or DeepRec's default values without static table."""
-    if state.static is None:
-        keys = inputs.ids.values[entries]
-        values = state.default_values[
-            ids_lib.remainder(keys, state.default_values.shape[0])
+    their buckets' (migration), or DeepRec's default values without static table
+    or with migration "none"."""
+    if static is None or migration == "none":
+        values = default_values[
+            ids_lib.remainder(keys[entries], default_values.shape[0])
         ]
         return values, optimizer.init_slots(values)
-    buckets = inputs.buckets[entries]
-    values = state.static.values[buckets]
+    at = buckets[entries]
+    values = static.values[at]
     if migration == "warm":
-        return values, optimizer.warm_slots(values, state.step)
+        return values, optimizer.warm_slots(values, step)
     if migration == "copy":
-        return values, type(state.static.slots)(
-            *(s[buckets] for s in state.static.slots)
-        )
+        return values, type(static.slots)(*(s[at] for s in static.slots))
     return values, optimizer.init_slots(values)
 
 
-def _admit(
-    state: ColumnState, keys: ids_lib.Ids, absent: jax.Array, admission: Any
-) -> tuple[ColumnState, jax.Array, jax.Array]:
-    """Counts the absent ids in the sketch: (state, admitted, count after)."""
-    width = state.sketch.counts.shape[1]
-    halve_at = admission.halve_at(width)
-    sketch, after = _sketch.add(state.sketch, keys, absent, halve_at=halve_at)
-    return state.replace(sketch=sketch), absent & admission.admits(after), after
+class DynamicLookup(NamedTuple):
+    """What the dynamic table did with each entry of a lookup."""
+
+    rows: jax.Array  # [n] int32, the entry's row; EMPTY where it has none
+    trained: jax.Array  # [n] bool, its gradient trains that row
+    read: jax.Array  # [n] bool, it reads that row
+    refused: jax.Array  # [n] bool, the admission filter kept it out
+
+
+def dynamic_lookup(
+    dynamic: ev_lib.EmbeddingVariable,
+    sketch: _sketch.Sketch | None,
+    keys: ids_lib.Ids,
+    buckets: jax.Array,
+    routed: jax.Array,
+    *,
+    static: StaticTable | None,
+    default_values: jax.Array | None,
+    step: jax.Array,
+    optimizer: Any,
+    migration: str,
+    admission: Any,
+) -> tuple[ev_lib.EmbeddingVariable, _sketch.Sketch | None, DynamicLookup]:
+    """The dynamic table's part of a lookup: admit, insert (migrate), find rows.
+
+    Args:
+      dynamic: the embedding variable.
+      sketch: the admission counts, with `admission`.
+      keys, buckets: `[n]`, the entries' keys and static buckets.
+      routed: `[n] bool`, the entries that go to the dynamic table.
+      static, default_values: where new rows start from (see `_starting_rows`).
+      step: the column's step (for "warm" migration).
+      optimizer: the dynamic rows' optimizer spec (their slots).
+      migration: "deeprec", "warm", "copy" or "none".
+      admission: the admission filter that routes, or None.
+
+    Returns:
+      `(dynamic, sketch, DynamicLookup)`.
+    """
+    found = table_lib.find(dynamic.table, keys)
+    absent = routed & (found.rows < 0)
+    insert, freq, refused = absent, None, jnp.zeros_like(routed)
+    if admission is not None:
+        width = sketch.counts.shape[1]
+        sketch, after = _sketch.add(
+            sketch, keys, absent, halve_at=admission.halve_at(width)
+        )
+        insert = absent & admission.admits(after)
+        freq, refused = after, absent & ~insert
+    starting = functools.partial(
+        _starting_rows,
+        static,
+        default_values,
+        keys,
+        buckets,
+        step,
+        optimizer,
+        migration,
+    )
+    dynamic, rows, new = ev_lib.insert_absent(
+        dynamic, found, insert, valid=routed, starting_rows=starting
+    )
+    if freq is not None:  # a promoted key's count includes its past
+        table = table_lib.set_frequency(dynamic.table, rows, new, freq)
+        dynamic = dynamic.replace(table=table)
+    trained = routed & (rows >= 0)
+    read = trained
+    if static is None and admission is not None:
+        read = trained & ~new  # admitted now: not yet read
+    return dynamic, sketch, DynamicLookup(rows, trained, read, refused)
+
+
+def routing(
+    state: ColumnState, inputs: ColumnIds, admission: Any
+) -> tuple[jax.Array, bool]:
+    """`(routed, by_policy)`: the entries that go to the dynamic table, and
+    whether the admission filter decides which of them get a row."""
+    routed = inputs.ids.valid
+    if state.static is not None and inputs.to_dynamic is not None:
+        routed = routed & inputs.to_dynamic  # an explicit mask wins
+    by_policy = admission is not None and (
+        state.static is None or inputs.to_dynamic is None
+    )
+    return routed, by_policy
+
+
+def serve(
+    state: ColumnState,
+    inputs: ColumnIds,
+    dynamic_values: jax.Array | None,
+    dynamic: DynamicLookup | None,
+    *,
+    combiner: str,
+    no_permission_value: float,
+    axis_name: str | None = None,
+    exchange_overflows: jax.Array | None = None,
+) -> tuple[jax.Array, ColumnState, jax.Array, jax.Array]:
+    """Each entry's value from its store, the statistics, the combination per
+    example: `(embeddings, state, static_rows, scale)`.
+
+    `dynamic_values` and `dynamic` come from the dynamic table (None without
+    one); the other entries read their static bucket, or in a plain dynamic
+    column `no_permission_value`. Under `shard_map`, `axis_name` sums the
+    statistics over the devices.
+    """
+    batch = inputs.ids
+    valid = batch.valid
+    nothing = jnp.zeros_like(valid)
+    trained = read_dynamic = refused = nothing
+    values = None
+    if dynamic is not None:
+        trained, read_dynamic, refused = dynamic.trained, dynamic.read, dynamic.refused
+        values = dynamic_values
+        if state.static is None:
+            values = jnp.where(read_dynamic[:, None], values, no_permission_value)
+    read_static = nothing
+    static_rows = jnp.zeros(valid.shape, jnp.int32)
+    if state.static is not None:
+        read_static = valid & ~trained
+        static_rows = jnp.where(
+            read_static, inputs.buckets, state.static.values.shape[0]
+        )
+        # Only the ids served by their buckets read the static table; the others
+        # read bucket 0, which stays in cache.
+        static_values = state.static.values.at[
+            jnp.where(read_static, inputs.buckets, 0)
+        ].get(mode="promise_in_bounds")
+        values = (
+            static_values
+            if values is None
+            else jnp.where(trained[:, None], values, static_values)
+        )
+    served = (read_static, read_dynamic, valid & ~read_static & ~read_dynamic)
+    stats = statistics.record_lookup(
+        state.stats,
+        served,
+        refused,
+        batch.values,
+        axis_name=axis_name,
+        exchange_overflows=exchange_overflows,
+    )
+    scale = combiners.scales(
+        batch.row_ids, batch.weights, valid, batch.batch_size, combiner
+    )
+    embeddings = combiners.combine(values, batch.row_ids, scale, batch.batch_size)
+    return embeddings, state.replace(stats=stats), static_rows, scale
 
 
 def lookup(
@@ -155,6 +300,7 @@ def lookup(
     migration: str = "deeprec",
     admission: Any = None,
     no_permission_value: float = 0.0,
+    axis_name: str | None = None,
 ) -> tuple[jax.Array, ColumnState, Residuals]:
     """Embeddings of a batch: admit, insert (migrate), gather, combine. Jittable.
 
@@ -163,74 +309,48 @@ def lookup(
       inputs: the batch's ids (`ColumnIds`).
       combiner: "sum", "mean" or "sqrtn".
       dynamic_optimizer: the optimizer spec of the dynamic rows (its slots).
-      migration: "deeprec", "warm" or "copy".
+      migration: "deeprec", "warm", "copy" or "none".
       admission: the admission filter (`options.AdmissionFilter`), or None.
       no_permission_value: what a plain dynamic column gives an id without a
         row (not admitted yet, or no room).
+      axis_name: under `shard_map` (a column without dynamic table on a mesh),
+        the mesh axis, to sum the statistics over the devices.
 
     Returns:
       `(embeddings [batch_size, dim], state, residuals)`.
     """
-    batch = inputs.ids
-    valid = batch.valid
-    nothing = jnp.zeros_like(valid)
-    read_dynamic = trained_dynamic = refused = nothing
-    dynamic_rows = static_rows = jnp.zeros(valid.shape, jnp.int32)
+    dynamic_values = found = None
+    dynamic_rows = jnp.zeros(inputs.ids.valid.shape, jnp.int32)
     if state.dynamic is not None:
-        routed = valid
-        if state.static is not None and inputs.to_dynamic is not None:
-            routed = valid & inputs.to_dynamic  # an explicit mask wins
-        found = table_lib.find(state.dynamic.table, batch.values)
-        absent = routed & (found.rows < 0)
-        insert, freq = absent, None
-        by_policy = admission is not None and (
-            state.static is None or inputs.to_dynamic is None
+        routed, by_policy = routing(state, inputs, admission)
+        dynamic, sketch, found = dynamic_lookup(
+            state.dynamic,
+            state.sketch,
+            inputs.ids.values,
+            inputs.buckets,
+            routed,
+            static=state.static,
+            default_values=state.default_values,
+            step=state.step,
+            optimizer=dynamic_optimizer,
+            migration=migration,
+            admission=admission if by_policy else None,
         )
-        if by_policy:
-            state, insert, freq = _admit(state, batch.values, absent, admission)
-            refused = absent & ~insert
-        starting = functools.partial(
-            _starting_rows, state, inputs, dynamic_optimizer, migration
+        state = state.replace(dynamic=dynamic, sketch=sketch)
+        dynamic_rows = jnp.where(found.trained, found.rows, dynamic.capacity)
+        dynamic_values = ev_lib.gather(
+            dynamic, jnp.where(found.read, found.rows, dynamic.capacity)
         )
-        dynamic, rows, new = ev_lib.insert_absent(
-            state.dynamic, found, insert, valid=routed, starting_rows=starting
-        )
-        if freq is not None:  # a promoted key's count includes its past
-            table = table_lib.set_frequency(dynamic.table, rows, new, freq)
-            dynamic = dynamic.replace(table=table)
-        state = state.replace(dynamic=dynamic)
-        trained_dynamic = routed & (rows >= 0)
-        read_dynamic = trained_dynamic
-        if state.static is None and by_policy:
-            read_dynamic = trained_dynamic & ~new  # admitted now: not yet read
-        dynamic_rows = jnp.where(trained_dynamic, rows, dynamic.capacity)
-        values = ev_lib.gather(dynamic, jnp.where(read_dynamic, rows, dynamic.capacity))
-        if state.static is None:
-            values = jnp.where(read_dynamic[:, None], values, no_permission_value)
-    read_static = nothing
-    if state.static is not None:
-        read_static = valid & ~trained_dynamic
-        static_rows = jnp.where(
-            read_static, inputs.buckets, state.static.values.shape[0]
-        )
-        # Only the ids served by their buckets read the static table; the others
-        # read bucket 0, which stays in cache.
-        static_values = state.static.values.at[
-            jnp.where(read_static, inputs.buckets, 0)
-        ].get(mode="promise_in_bounds")
-        values = (
-            static_values
-            if state.dynamic is None
-            else jnp.where(trained_dynamic[:, None], values, static_values)
-        )
-    served = (read_static, read_dynamic, valid & ~read_static & ~read_dynamic)
-    stats = statistics.record_lookup(state.stats, served, refused, batch.values)
-    state = state.replace(stats=stats)
-    scale = combiners.scales(
-        batch.row_ids, batch.weights, valid, batch.batch_size, combiner
+    embeddings, state, static_rows, scale = serve(
+        state,
+        inputs,
+        dynamic_values,
+        found,
+        combiner=combiner,
+        no_permission_value=no_permission_value,
+        axis_name=axis_name,
     )
-    embeddings = combiners.combine(values, batch.row_ids, scale, batch.batch_size)
-    residuals = Residuals(static_rows, dynamic_rows, batch.row_ids, scale)
+    residuals = Residuals(static_rows, dynamic_rows, inputs.ids.row_ids, scale)
     return embeddings, state, residuals
 
 
@@ -241,6 +361,7 @@ def apply_gradients(
     *,
     static_optimizer: Any,
     dynamic_optimizer: Any,
+    axis_name: str | None = None,
 ) -> ColumnState:
     """One sparse optimizer step on the rows that `lookup` served. Jittable.
 
@@ -250,6 +371,8 @@ def apply_gradients(
       d_embeddings: `[batch_size, dim]`, the gradient of the embeddings.
       static_optimizer: the spec for the static table (per-coordinate L1).
       dynamic_optimizer: the spec for the dynamic rows.
+      axis_name: under `shard_map` (a column without dynamic table on a mesh),
+        the mesh axis: every device's buckets train every replica.
 
     Returns:
       The state, its `step` (and the dynamic table's) one further.
@@ -260,31 +383,72 @@ def apply_gradients(
     before this update's writes, and XLA copies the table to be safe.
     """
     grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
-    if state.static is not None:
-        values, slots = apply_sparse(
-            static_optimizer,
-            state.static.values,
-            state.static.slots,
-            residuals.static_rows,
-            grads.astype(state.static.values.dtype),
-            count=state.step,
-        )
-        last_step = state.static.last_step.at[residuals.static_rows].set(
-            state.step, mode="drop"
-        )
-        state = state.replace(static=StaticTable(values, slots, last_step))
+    state = update_static(
+        state, residuals.static_rows, grads, static_optimizer, axis_name
+    )
     if state.dynamic is not None:
-        dynamic = state.dynamic
-        values, slots = apply_sparse(
-            dynamic_optimizer,
-            dynamic.values,
-            dynamic.slots,
-            residuals.dynamic_rows,
-            grads.astype(dynamic.values.dtype),
-            count=state.step,
+        dynamic = apply_dynamic(
+            state.dynamic, residuals.dynamic_rows, grads, dynamic_optimizer, state.step
         )
-        table = table_lib.advance_step(dynamic.table)
-        state = state.replace(
-            dynamic=dynamic.replace(table=table, values=values, slots=slots)
-        )
+        state = state.replace(dynamic=dynamic)
     return state.replace(step=_numerics.saturating_add(state.step, jnp.int32(1)))
+
+
+def update_static(
+    state: ColumnState,
+    rows: jax.Array,
+    grads: jax.Array,
+    optimizer: Any,
+    axis_name: str | None,
+) -> ColumnState:
+    """The static table's sparse update from the entries it served; under
+    `shard_map`, from the entries of every device (an all-gather), so that its
+    replicas stay equal."""
+    if state.static is None:
+        return state
+    if axis_name is not None:
+        rows = jax.lax.all_gather(rows, axis_name, tiled=True)
+        grads = jax.lax.all_gather(grads, axis_name, tiled=True)
+    static = apply_static(state.static, rows, grads, optimizer, state.step)
+    return state.replace(static=static)
+
+
+def apply_static(
+    static: StaticTable,
+    rows: jax.Array,
+    grads: jax.Array,
+    optimizer: Any,
+    step: jax.Array,
+) -> StaticTable:
+    """The sparse update of the buckets `rows` (num_buckets: none) by `grads`."""
+    values, slots = apply_sparse(
+        optimizer,
+        static.values,
+        static.slots,
+        rows,
+        grads.astype(static.values.dtype),
+        count=step,
+    )
+    last_step = static.last_step.at[rows].set(step, mode="drop")
+    return StaticTable(values, slots, last_step)
+
+
+def apply_dynamic(
+    dynamic: ev_lib.EmbeddingVariable,
+    rows: jax.Array,
+    grads: jax.Array,
+    optimizer: Any,
+    step: jax.Array,
+) -> ev_lib.EmbeddingVariable:
+    """The sparse update of the dynamic `rows` (capacity: none) by `grads`; the
+    table's step moves on."""
+    values, slots = apply_sparse(
+        optimizer,
+        dynamic.values,
+        dynamic.slots,
+        rows,
+        grads.astype(dynamic.values.dtype),
+        count=step,
+    )
+    table = table_lib.advance_step(dynamic.table)
+    return dynamic.replace(table=table, values=values, slots=slots)

@@ -14,7 +14,7 @@ the leaf) and the checksums against the bytes read (a truncated or corrupted
 file: an error that names the leaf), before anything is returned.
 
 `relayout(source, target)` moves an embedding state into another layout (another
-capacity now; other partitions and devices with sharding): the live rows are
+capacity, another number of partitions, hence of devices): the live rows are
 re-inserted, so lookups give the same results.
 
 Example:
@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from adaptive_jax import _device_hash, partitioned
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
 from adaptive_jax._digest import checksum
@@ -258,20 +259,22 @@ def _move_rows(target: Any, source: Any, rows: jax.Array) -> Any:
 
 def relayout(source: dict, target: dict) -> dict:
     """Moves an embedding state (`feature_column.init_state`'s dict) into the
-    layout of `target`: another dynamic capacity (and, with sharding, other
-    partitions). Static tables, statistics and steps are copied; the live rows
-    of each dynamic table are inserted anew, with their values, slots and
-    counters, so that lookups give the same results. A sketch of another shape
-    starts empty.
+    layout of `target`: another dynamic capacity, or another `partition_num`.
+    Static tables, statistics and steps are copied; the live rows of each
+    dynamic table are inserted anew into the partition that owns their key in
+    the target, with their values, slots and counters, so that lookups give the
+    same results. A sketch of another shape starts empty. On the host; place
+    the result on a mesh with `sharding.Layout.place`.
 
     Raises:
-      CheckpointError: other columns or static tables, or a target too small for
-        the live rows.
+      CheckpointError: other columns or static tables, or a target partition
+        too small for the live rows it gets.
     """
     if set(source) != set(target):
         raise CheckpointError(
             f"relayout: the columns differ: {sorted(source)} and {sorted(target)}"
         )
+    source = jax.tree.map(jnp.asarray, source)  # host arrays too
     moved = {}
     for name in source:
         src, dst = source[name], target[name]
@@ -288,25 +291,64 @@ def relayout(source: dict, target: dict) -> dict:
         ):
             dst = dst.replace(sketch=src.sketch)
         if src.dynamic is not None:
-            live = np.flatnonzero(np.asarray(table_lib.live_rows(src.dynamic.table)))
-            if live.size > dst.dynamic.capacity:
-                raise CheckpointError(
-                    f"relayout: column '{name}' has {live.size} live rows, more than "
-                    f"the target's capacity {dst.dynamic.capacity}"
-                )
-            dynamic = dst.dynamic
-            for start in range(0, live.size, _MOVE_CHUNK):
-                chunk = np.full(_MOVE_CHUNK, -1, np.int32)
-                part = live[start : start + _MOVE_CHUNK]
-                chunk[: part.size] = part
-                dynamic = _move_rows(dynamic, src.dynamic, jnp.asarray(chunk))
-            old = src.dynamic.table
-            table = dynamic.table.replace(
-                step=old.step,
-                inserts=old.inserts,
-                removals=old.removals,
-                overflows=old.overflows,
-            )
-            dst = dst.replace(dynamic=dynamic.replace(table=table))
+            dst = dst.replace(dynamic=_moved_dynamic(src.dynamic, dst.dynamic, name))
         moved[name] = dst
     return moved
+
+
+def _parts(dynamic: Any) -> list[Any]:
+    """The partitions of a dynamic table (one when it is not partitioned)."""
+    if dynamic.values.ndim == 2:
+        return [dynamic]
+    return partitioned.partitions(dynamic)
+
+
+def _moved_dynamic(source: Any, target: Any, name: str) -> Any:
+    """`source`'s live rows inserted into `target`, each into the partition
+    of `target` that owns its key."""
+    sources, targets = _parts(source), _parts(target)
+    for t, part in enumerate(targets):
+        for src in sources:
+            rows = np.flatnonzero(np.asarray(table_lib.live_rows(src.table)))
+            if len(targets) > 1:
+                stored = np.asarray(src.table.row_keys)[rows]
+                keys = ids_lib.Ids(jnp.asarray(stored[:, 0]), jnp.asarray(stored[:, 1]))
+                owner = np.asarray(_device_hash.partition(keys, len(targets)))
+                rows = rows[owner == t]
+            part = _moved_rows(part, src, rows, name)
+        targets[t] = part
+    counters = [src.table for src in sources]
+    totals = {
+        field: sum(np.asarray(getattr(table, field)) for table in counters)
+        for field in ("inserts", "removals", "overflows")
+    }
+    step = max(np.asarray(table.step) for table in counters)
+    for t, part in enumerate(targets):  # the totals, kept in the first partition
+        targets[t] = part.replace(
+            table=part.table.replace(
+                step=jnp.asarray(step),
+                **{
+                    field: jnp.asarray(total if t == 0 else np.zeros_like(total))
+                    for field, total in totals.items()
+                },
+            )
+        )
+    if len(targets) == 1 and target.values.ndim == 2:
+        return targets[0]
+    return partitioned.joined(targets)
+
+
+def _moved_rows(target: Any, source: Any, rows: np.ndarray, name: str) -> Any:
+    """`source`'s `rows` inserted into `target`, a chunk at a time."""
+    live = int(np.asarray(table_lib.live_rows(target.table)).sum())
+    if live + rows.size > target.capacity:
+        raise CheckpointError(
+            f"relayout: column '{name}' has {live + rows.size} live rows for a "
+            f"partition of the target, more than its capacity {target.capacity}"
+        )
+    for start in range(0, rows.size, _MOVE_CHUNK):
+        chunk = np.full(_MOVE_CHUNK, -1, np.int32)
+        part = rows[start : start + _MOVE_CHUNK]
+        chunk[: part.size] = part
+        target = _move_rows(target, source, jnp.asarray(chunk))
+    return target

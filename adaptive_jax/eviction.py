@@ -26,20 +26,17 @@ from adaptive_jax import table as table_lib
 from adaptive_jax.options import EvictionPolicy, RowState
 
 
-def evict(state: Any, policies: tuple[EvictionPolicy, ...], fresh_slots: Any) -> Any:
-    """Evicts the rows that any of `policies` chooses, in order. Jittable.
-
-    Args:
-      state: an `adaptive.ColumnState` with a dynamic table; donate it under jit.
-      policies: the eviction policies; a row counts for the first that evicts it.
-      fresh_slots: the optimizer's slots of a fresh row, each `[dim]`.
+def evict_rows(
+    dynamic: ev_lib.EmbeddingVariable,
+    policies: tuple[EvictionPolicy, ...],
+    fresh_slots: Any,
+) -> tuple[ev_lib.EmbeddingVariable, dict[str, jax.Array], jax.Array]:
+    """Evicts the rows of an embedding variable that any of `policies` chooses.
 
     Returns:
-      The state with the rows evicted.
+      `(dynamic, counts, age_sum)`: the variable, the rows evicted per reason,
+      and the sum of their ages (`step - last_step`), for the statistics.
     """
-    if state.dynamic is None or not policies:
-        return state
-    dynamic = state.dynamic
     table = dynamic.table
 
     def choose(table: table_lib.DynamicTable, values: jax.Array):
@@ -60,6 +57,23 @@ def evict(state: Any, policies: tuple[EvictionPolicy, ...], fresh_slots: Any) ->
         # Chosen into buffers of their own (see `materialized`), so that the
         # resets below update the table in place.
         dead, counts, age_sum = _numerics.materialized(choose, table, dynamic.values)
-        stats = statistics.record_evictions(state.stats, counts, age_sum)
         dynamic = ev_lib.reset_rows(dynamic, dead, fresh_slots)
+    return dynamic, counts, age_sum
+
+
+def evict(state: Any, policies: tuple[EvictionPolicy, ...], fresh_slots: Any) -> Any:
+    """Evicts the rows that any of `policies` chooses, in order. Jittable.
+
+    Args:
+      state: an `adaptive.ColumnState` with a dynamic table; donate it under jit.
+      policies: the eviction policies; a row counts for the first that evicts it.
+      fresh_slots: the optimizer's slots of a fresh row, each `[dim]`.
+
+    Returns:
+      The state with the rows evicted.
+    """
+    if state.dynamic is None or not policies:
+        return state
+    dynamic, counts, age_sum = evict_rows(state.dynamic, policies, fresh_slots)
+    stats = statistics.record_evictions(state.stats, counts, age_sum)
     return state.replace(dynamic=dynamic, stats=stats)

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -96,10 +96,10 @@ def _checked(
         table = column_state.static
         if table is None:
             table = column_state.dynamic
-        if table.values.shape[1] != column.dimension:
+        if table.values.shape[-1] != column.dimension:
             raise ValueError(
                 f"column '{column.name}': the state's dimension is "
-                f"{table.values.shape[1]}, the column's {column.dimension}"
+                f"{table.values.shape[-1]}, the column's {column.dimension}"
             )
     return columns
 
@@ -108,38 +108,56 @@ def _cap(top_k: int | Mapping[str, int] | None, name: str) -> int | None:
     return top_k.get(name) if isinstance(top_k, Mapping) else top_k
 
 
+class _Rows(NamedTuple):
+    """A dynamic table's rows, its partitions' end to end."""
+
+    live: jax.Array  # [rows] bool
+    keys: jax.Array  # [rows, 2] uint32
+    freq: jax.Array  # [rows] int32
+    last_step: jax.Array  # [rows] int32
+    values: jax.Array  # [rows, dim]
+
+
+def _rows(dynamic: Any) -> _Rows:
+    table = dynamic.table
+    if dynamic.values.ndim == 2:
+        live = table_lib.live_rows(table)
+        return _Rows(live, table.row_keys, table.freq, table.last_step, dynamic.values)
+    live = jax.vmap(table_lib.live_rows)(table)
+    fields = (live, table.row_keys, table.freq, table.last_step, dynamic.values)
+    return _Rows(*(x.reshape((-1,) + x.shape[2:]) for x in fields))
+
+
 def _selected_rows(
-    dynamic: Any, *, drop_zero_rows: bool, top_k: int | None, score: str
+    rows: _Rows, *, drop_zero_rows: bool, top_k: int | None, score: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rows to export and their keys, ascending by key."""
-    live = table_lib.live_rows(dynamic.table)
+    live = rows.live
     if drop_zero_rows:
-        live &= jnp.any(dynamic.values != 0, axis=1)
-    rows = np.flatnonzero(np.asarray(live)).astype(np.int32)
-    stored = np.asarray(dynamic.table.row_keys[jnp.asarray(rows)])
+        live &= jnp.any(rows.values != 0, axis=1)
+    chosen = np.flatnonzero(np.asarray(live)).astype(np.int32)
+    stored = np.asarray(rows.keys[jnp.asarray(chosen)])
     keys = ids_lib.to_numpy(ids_lib.Ids(stored[:, 0], stored[:, 1]))
-    if top_k is not None and top_k < rows.size:
-        at = jnp.asarray(rows)
+    if top_k is not None and top_k < chosen.size:
+        at = jnp.asarray(chosen)
         scores = {
-            "freq": lambda: dynamic.table.freq[at],
-            "version": lambda: dynamic.table.last_step[at],
-            "norm": lambda: jnp.sum(jnp.square(dynamic.values[at]), axis=1),
+            "freq": lambda: rows.freq[at],
+            "version": lambda: rows.last_step[at],
+            "norm": lambda: jnp.sum(jnp.square(rows.values[at]), axis=1),
         }
         best = np.lexsort((keys, -np.asarray(scores[score]())))[:top_k]
-        rows, keys = rows[best], keys[best]
+        chosen, keys = chosen[best], keys[best]
     order = np.argsort(keys)
-    return rows[order], keys[order]
+    return chosen[order], keys[order]
 
 
 def _row_arrays(
-    dynamic: Any, rows: np.ndarray, value_dtype: str
+    rows: _Rows, chosen: np.ndarray, value_dtype: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Values, freqs and versions of `rows`, on the host."""
-    at = jnp.asarray(rows)
-    values = np.asarray(dynamic.values[at]).astype(VALUE_DTYPES[value_dtype])
-    freqs = np.asarray(dynamic.table.freq[at])
-    versions = np.asarray(dynamic.table.last_step[at])
-    return values, freqs, versions
+    """Values, freqs and versions of the `chosen` rows, on the host."""
+    at = jnp.asarray(chosen)
+    values = np.asarray(rows.values[at]).astype(VALUE_DTYPES[value_dtype])
+    return values, np.asarray(rows.freq[at]), np.asarray(rows.last_step[at])
 
 
 def _kind(column_state: adaptive.ColumnState) -> str:
@@ -164,19 +182,24 @@ def _column_export(
     if column_state.static is not None:
         static = np.asarray(column_state.static.values).astype(dtype)
     admission = option is not None and option.filter_option is not None
-    if column_state.default_values is not None and not admission:
+    if (
+        column_state.static is None
+        and column_state.default_values is not None
+        and not admission
+    ):
         defaults = np.asarray(column_state.default_values).astype(dtype)
     keys = np.zeros(0, np.int64)
     values = np.zeros((0, column.dimension), dtype)
     freqs = versions = np.zeros(0, np.int32)
     if column_state.dynamic is not None:
-        rows, keys = _selected_rows(
-            column_state.dynamic,
+        rows = _rows(column_state.dynamic)
+        chosen, keys = _selected_rows(
+            rows,
             drop_zero_rows=drop_zero_rows,
             top_k=top_k,
             score=score,
         )
-        values, freqs, versions = _row_arrays(column_state.dynamic, rows, value_dtype)
+        values, freqs, versions = _row_arrays(rows, chosen, value_dtype)
     return serving.ColumnExport(
         key=categorical.key,
         dtype=categorical.dtype,
@@ -259,14 +282,14 @@ def _column_delta(
     values = np.zeros((0, dimension), dtype)
     freqs = versions = np.zeros(0, np.int32)
     if column_state.dynamic is not None:
-        dynamic = column_state.dynamic
-        rows, selected = _selected_rows(
-            dynamic, drop_zero_rows=drop_zero_rows, top_k=top_k, score=score
+        rows = _rows(column_state.dynamic)
+        chosen, selected = _selected_rows(
+            rows, drop_zero_rows=drop_zero_rows, top_k=top_k, score=score
         )
-        touched = np.asarray(dynamic.table.last_step[jnp.asarray(rows)]) >= since
+        touched = np.asarray(rows.last_step[jnp.asarray(chosen)]) >= since
         changed = touched | ~np.isin(selected, previous.keys)
         keys = selected[changed]
-        values, freqs, versions = _row_arrays(dynamic, rows[changed], value_dtype)
+        values, freqs, versions = _row_arrays(rows, chosen[changed], value_dtype)
         removed = previous.keys[~np.isin(previous.keys, selected)]
     return serving.ColumnDelta(
         since=since,
@@ -333,7 +356,7 @@ def _plain_row_bytes(column_state: adaptive.ColumnState) -> int:
     slots, key, index and counters, as this column's own tables hold them."""
     if column_state.dynamic is not None:
         dynamic = column_state.dynamic
-        return _tree_bytes(dynamic) // dynamic.capacity
+        return _tree_bytes(dynamic) // math.prod(dynamic.values.shape[:-1])
     static = column_state.static
     rows = static.values.shape[0]
     table = jax.eval_shape(lambda: table_lib.DynamicTable.create(rows))
@@ -363,7 +386,7 @@ def size_report(
         distinct = round(statistics.distinct_ids(column_state.stats.distinct))
         live = 0
         if column_state.dynamic is not None:
-            live = int(table_lib.num_live(column_state.dynamic.table))
+            live = int(np.sum(_rows(column_state.dynamic).live))
         row_export = _KEY_BYTES + 4 * column.dimension + 2 * _COUNTER_BYTES
         report[name] = {
             "training_bytes": _tree_bytes(column_state),

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adaptive_jax import (
+    _device_hash,
     _host_ids,
     _sketch,
     adaptive,
@@ -53,6 +54,7 @@ from adaptive_jax import (
     eviction,
     initializers,
     optim,
+    partitioned,
     statistics,
 )
 from adaptive_jax import ev as ev_lib
@@ -87,10 +89,17 @@ def _check_buckets(hash_bucket_size: int, key: str) -> None:
 
 
 def _check_partitions(partition_num: int | None, key: str) -> None:
-    if partition_num not in (None, 1):
-        raise NotImplementedError(
-            f"column '{key}': partition_num={partition_num} splits the dynamic table "
-            "over devices, which comes with sharding; use None"
+    if partition_num is None:
+        return
+    limit = _device_hash.VIRTUAL_BUCKETS
+    if (
+        isinstance(partition_num, bool)
+        or not isinstance(partition_num, int)
+        or not 1 <= partition_num <= limit
+    ):
+        raise ValueError(
+            f"column '{key}': partition_num must be None or an int in [1, {limit}], "
+            f"got {partition_num!r}"
         )
 
 
@@ -104,7 +113,10 @@ class CategoricalColumn:
       hash_bucket_size: buckets of the static table, or None (no static table).
       ev_option: options of the dynamic table, or None (no dynamic table).
       adaptive: whether ids are routed by a mask (both tables).
-      migration: the optimizer slots of promoted rows: "deeprec", "warm", "copy".
+      migration: how promoted rows start: "deeprec", "warm", "copy" (from
+        their bucket), "none" (from the initializer).
+      partition_num: partitions of the dynamic table (see `partitioned`), or
+        None for one table.
     """
 
     key: str
@@ -113,6 +125,7 @@ class CategoricalColumn:
     ev_option: EmbeddingVariableOption | None = None
     adaptive: bool = False
     migration: str = "deeprec"
+    partition_num: int | None = None
 
 
 def categorical_column_with_adaptive_embedding(
@@ -142,7 +155,13 @@ def categorical_column_with_adaptive_embedding(
             f"{migration!r}"
         )
     return CategoricalColumn(
-        key, _dtype_name(dtype, key), hash_bucket_size, ev_option, True, migration
+        key,
+        _dtype_name(dtype, key),
+        hash_bucket_size,
+        ev_option,
+        True,
+        migration,
+        partition_num,
     )
 
 
@@ -155,7 +174,9 @@ def categorical_column_with_embedding(
     """A plain dynamic table (DeepRec's EmbeddingVariable column): a row per id,
     up to `ev_option.capacity`; a new id starts from DeepRec's default values."""
     _check_partitions(partition_num, key)
-    return CategoricalColumn(key, _dtype_name(dtype, key), None, ev_option)
+    return CategoricalColumn(
+        key, _dtype_name(dtype, key), None, ev_option, partition_num=partition_num
+    )
 
 
 def categorical_column_with_hash_bucket(
@@ -233,7 +254,9 @@ def init_state(
     feature_columns: Sequence[EmbeddingColumn], optimizer: Any, key: jax.Array
 ) -> dict[str, adaptive.ColumnState]:
     """The state of each column, by name: tables drawn from the initializers,
-    optimizer slots at their initial values, empty dynamic tables."""
+    optimizer slots at their initial values, empty dynamic tables. A column with
+    `partition_num` P gets P partitions of `ceil(capacity / P)` rows each, along
+    a leading axis of its dynamic table and sketch."""
     state = {}
     for column, column_key in zip(
         ordered(feature_columns),
@@ -253,13 +276,16 @@ def init_state(
             static = adaptive.StaticTable.create(values, static_spec)
         if categorical.ev_option is not None:
             option = categorical.ev_option
-            dynamic = ev_lib.EmbeddingVariable.create(
-                option.capacity, dim, dynamic_spec
-            )
+            parts = categorical.partition_num or 1
+            capacity = -(-option.capacity // parts)  # rows of each partition
+            dynamic = ev_lib.EmbeddingVariable.create(capacity, dim, dynamic_spec)
             if option.filter_option is not None:
-                shape = option.filter_option.sketch_shape(option.capacity)
+                shape = option.filter_option.sketch_shape(capacity, parts)
                 sketch = _sketch.Sketch.create(*shape)
-            if categorical.hash_bucket_size is None:
+            if categorical.partition_num is not None:
+                dynamic = partitioned.stacked(dynamic, parts)
+                sketch = partitioned.stacked(sketch, parts)
+            if categorical.hash_bucket_size is None or categorical.migration == "none":
                 draw = option.init_option.initializer or init
                 shape = (option.init_option.default_value_dim, dim)
                 defaults = draw(default_key, shape, jnp.float32)
@@ -353,6 +379,7 @@ def input_layer(
     *,
     optimizer: Any,
     adaptive_mask_tensors: Mapping[str, Any] | None = None,
+    layout: Any = None,
 ) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
     """The embeddings of the columns, concatenated: `[batch, sum of dimensions]`.
 
@@ -369,45 +396,86 @@ def input_layer(
       optimizer: the optimizer of the tables (`optim.ftrl(...)`, ...): new rows
         get its slots.
       adaptive_mask_tensors: with raw features, the routing masks.
+      layout: a `sharding.Layout` to run over a device mesh (the features from
+        `sharding.prepare`, the state from `Layout.place`), or None.
 
     Returns:
       `(embeddings, state, residuals)`.
     """
     columns = tuple(ordered(feature_columns))
+    if layout is not None:
+        layout.check(columns)
     if not all(isinstance(features.get(c.name), adaptive.ColumnIds) for c in columns):
+        if layout is not None:
+            raise ValueError(
+                "input_layer with a layout takes features from sharding.prepare"
+            )
         features = prepare(
             features, columns, adaptive_mask_tensors=adaptive_mask_tensors
         )
     features = {c.name: features[c.name] for c in columns}
-    return _input_layer(features, dict(state), columns=columns, optimizer=optimizer)
+    return _input_layer(
+        features, dict(state), columns=columns, optimizer=optimizer, layout=layout
+    )
 
 
-@functools.partial(jax.jit, static_argnames=("columns", "optimizer"))
+def _lookup_columns(
+    features: dict[str, adaptive.ColumnIds],
+    state: dict[str, adaptive.ColumnState],
+    *,
+    columns: tuple[EmbeddingColumn, ...],
+    optimizer: Any,
+    layout: Any,
+    axis_name: str | None = None,
+) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
+    """The lookup of every column, on one device (`axis_name` under shard_map)."""
+    outputs, residuals = [], {}
+    for column in columns:
+        categorical, name = column.categorical_column, column.name
+        option = categorical.ev_option
+        _, dynamic_spec = _optimizers(column, optimizer)
+        settings = dict(
+            combiner=column.combiner,
+            dynamic_optimizer=dynamic_spec,
+            migration=categorical.migration,
+            admission=option.filter_option if option else None,
+            no_permission_value=(
+                option.init_option.default_value_no_permission if option else 0.0
+            ),
+            axis_name=axis_name,
+        )
+        if categorical.partition_num is None:
+            looked_up = adaptive.lookup(state[name], features[name], **settings)
+        else:
+            looked_up = partitioned.lookup(
+                state[name],
+                features[name],
+                num_partitions=categorical.partition_num,
+                limit=None if layout is None else layout.limit(name),
+                **settings,
+            )
+        embeddings, state[name], residuals[name] = looked_up
+        outputs.append(embeddings)
+    return jnp.concatenate(outputs, axis=1), state, residuals
+
+
+@functools.partial(jax.jit, static_argnames=("columns", "optimizer", "layout"))
 def _input_layer(
     features: dict[str, adaptive.ColumnIds],
     state: dict[str, adaptive.ColumnState],
     *,
     columns: tuple[EmbeddingColumn, ...],
     optimizer: Any,
+    layout: Any,
 ) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
     """`input_layer` on prepared features; jitted, so that it runs fast eagerly too."""
-    outputs, residuals = [], {}
-    for column in columns:
-        _, dynamic_spec = _optimizers(column, optimizer)
-        option = column.categorical_column.ev_option
-        embeddings, state[column.name], residuals[column.name] = adaptive.lookup(
-            state[column.name],
-            features[column.name],
-            combiner=column.combiner,
-            dynamic_optimizer=dynamic_spec,
-            migration=column.categorical_column.migration,
-            admission=option.filter_option if option else None,
-            no_permission_value=(
-                option.init_option.default_value_no_permission if option else 0.0
-            ),
-        )
-        outputs.append(embeddings)
-    return jnp.concatenate(outputs, axis=1), state, residuals
+    body = functools.partial(
+        _lookup_columns, columns=columns, optimizer=optimizer, layout=layout
+    )
+    if layout is None:
+        return body(features, state)
+    split, specs = layout.split(), layout.state_specs(state)
+    return layout.run(body, (features, state), (split, specs), (split, specs, split))
 
 
 def apply_gradients(
@@ -416,6 +484,8 @@ def apply_gradients(
     d_embeddings: jax.Array,
     feature_columns: Sequence[EmbeddingColumn],
     optimizer: Any,
+    *,
+    layout: Any = None,
 ) -> dict[str, adaptive.ColumnState]:
     """Sparse optimizer steps from the gradient of `input_layer`'s output. Jittable.
 
@@ -425,6 +495,7 @@ def apply_gradients(
       d_embeddings: `[batch, sum of dimensions]`, the gradient of the embeddings.
       feature_columns: the columns given to `input_layer`.
       optimizer: the optimizer of the tables.
+      layout: the `sharding.Layout` given to `input_layer`, or None.
     """
     columns = tuple(ordered(feature_columns))
     total = sum(c.dimension for c in columns)
@@ -433,11 +504,47 @@ def apply_gradients(
             f"d_embeddings has {d_embeddings.shape[-1]} columns, the embeddings {total}"
         )
     return _apply_gradients(
-        dict(state), dict(residuals), d_embeddings, columns=columns, optimizer=optimizer
+        dict(state),
+        dict(residuals),
+        d_embeddings,
+        columns=columns,
+        optimizer=optimizer,
+        layout=layout,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("columns", "optimizer"))
+def _update_columns(
+    state: dict[str, adaptive.ColumnState],
+    residuals: dict[str, adaptive.Residuals],
+    d_embeddings: jax.Array,
+    *,
+    columns: tuple[EmbeddingColumn, ...],
+    optimizer: Any,
+    axis_name: str | None = None,
+) -> dict[str, adaptive.ColumnState]:
+    """The sparse update of every column, on one device."""
+    start = 0
+    for column in columns:
+        static_spec, dynamic_spec = _optimizers(column, optimizer)
+        gradient = d_embeddings[:, start : start + column.dimension]
+        start += column.dimension
+        update = (
+            adaptive.apply_gradients
+            if column.categorical_column.partition_num is None
+            else partitioned.apply_gradients
+        )
+        state[column.name] = update(
+            state[column.name],
+            residuals[column.name],
+            gradient,
+            static_optimizer=static_spec,
+            dynamic_optimizer=dynamic_spec,
+            axis_name=axis_name,
+        )
+    return state
+
+
+@functools.partial(jax.jit, static_argnames=("columns", "optimizer", "layout"))
 def _apply_gradients(
     state: dict[str, adaptive.ColumnState],
     residuals: dict[str, adaptive.Residuals],
@@ -445,21 +552,16 @@ def _apply_gradients(
     *,
     columns: tuple[EmbeddingColumn, ...],
     optimizer: Any,
+    layout: Any,
 ) -> dict[str, adaptive.ColumnState]:
     """`apply_gradients`, jitted."""
-    start = 0
-    for column in columns:
-        static_spec, dynamic_spec = _optimizers(column, optimizer)
-        gradient = d_embeddings[:, start : start + column.dimension]
-        start += column.dimension
-        state[column.name] = adaptive.apply_gradients(
-            state[column.name],
-            residuals[column.name],
-            gradient,
-            static_optimizer=static_spec,
-            dynamic_optimizer=dynamic_spec,
-        )
-    return state
+    body = functools.partial(_update_columns, columns=columns, optimizer=optimizer)
+    if layout is None:
+        return body(state, residuals, d_embeddings)
+    split, specs = layout.split(), layout.state_specs(state)
+    return layout.run(
+        body, (state, residuals, d_embeddings), (specs, split, split), specs
+    )
 
 
 def _fresh_slots(column: EmbeddingColumn, optimizer: Any) -> Any:
@@ -467,10 +569,66 @@ def _fresh_slots(column: EmbeddingColumn, optimizer: Any) -> Any:
     return dynamic_spec.init_slots(jnp.zeros((column.dimension,), jnp.float32))
 
 
+def _evict_columns(
+    state: dict[str, adaptive.ColumnState],
+    *,
+    columns: tuple[EmbeddingColumn, ...],
+    optimizer: Any,
+    every: int | None,
+    axis_name: str | None = None,
+) -> dict[str, adaptive.ColumnState]:
+    """Each column's eviction policies, on one device; with `every`, only at
+    the steps that are multiples of it."""
+    for column in columns:
+        option = column.categorical_column.ev_option
+        if option is None or not option.evict_policies:
+            continue
+        policies, fresh = option.evict_policies, _fresh_slots(column, optimizer)
+        if column.categorical_column.partition_num is None:
+            run = functools.partial(
+                eviction.evict, policies=policies, fresh_slots=fresh
+            )
+        else:
+            run = functools.partial(
+                partitioned.evict,
+                policies=policies,
+                fresh_slots=fresh,
+                axis_name=axis_name,
+            )
+        column_state = state[column.name]
+        if every is None:
+            state[column.name] = run(column_state)
+        else:
+            state[column.name] = jax.lax.cond(
+                column_state.step % every == 0, run, lambda s: s, column_state
+            )
+    return state
+
+
+def _evicted(
+    state: Mapping[str, adaptive.ColumnState],
+    feature_columns: Sequence[EmbeddingColumn],
+    optimizer: Any,
+    every: int | None,
+    layout: Any,
+) -> dict[str, adaptive.ColumnState]:
+    columns = tuple(ordered(feature_columns))
+    body = functools.partial(
+        _evict_columns, columns=columns, optimizer=optimizer, every=every
+    )
+    state = dict(state)
+    if layout is None:
+        return body(state)
+    specs = layout.state_specs(state)
+    return layout.run(body, (state,), (specs,), specs)
+
+
 def evict(
     state: Mapping[str, adaptive.ColumnState],
     feature_columns: Sequence[EmbeddingColumn],
     optimizer: Any,
+    *,
+    layout: Any = None,
 ) -> dict[str, adaptive.ColumnState]:
     """Runs each column's eviction policies (`ev_option.evict_option`). Jittable;
     O(capacity). Call it every so many steps, or use `maybe_evict` in the step.
@@ -479,17 +637,9 @@ def evict(
       state: the columns' state; donate it under jit.
       feature_columns: the columns.
       optimizer: the optimizer of the tables (evicted rows get fresh slots).
+      layout: a `sharding.Layout`, or None.
     """
-    state = dict(state)
-    for column in ordered(feature_columns):
-        option = column.categorical_column.ev_option
-        if option is not None and option.evict_policies:
-            state[column.name] = eviction.evict(
-                state[column.name],
-                option.evict_policies,
-                _fresh_slots(column, optimizer),
-            )
-    return state
+    return _evicted(state, feature_columns, optimizer, None, layout)
 
 
 def maybe_evict(
@@ -498,24 +648,13 @@ def maybe_evict(
     optimizer: Any,
     *,
     every: int,
+    layout: Any = None,
 ) -> dict[str, adaptive.ColumnState]:
     """`evict` every `every` steps (by each column's step), for use inside a
     jitted training step; otherwise a no-op."""
     if every < 1:
         raise ValueError(f"maybe_evict: every must be >= 1, got {every}")
-    state = dict(state)
-    for column in ordered(feature_columns):
-        option = column.categorical_column.ev_option
-        if option is None or not option.evict_policies:
-            continue
-        policies, fresh = option.evict_policies, _fresh_slots(column, optimizer)
-        state[column.name] = jax.lax.cond(
-            state[column.name].step % every == 0,
-            lambda s, p=policies, f=fresh: eviction.evict(s, p, f),
-            lambda s: s,
-            state[column.name],
-        )
-    return state
+    return _evicted(state, feature_columns, optimizer, every, layout)
 
 
 def summary(state: Mapping[str, adaptive.ColumnState]) -> dict[str, dict]:
@@ -532,12 +671,26 @@ def counts(
     """How often a column with a dynamic table saw each key: its row's `freq` if
     it has a row, else its count in the admission sketch (an upper bound), else
     0. On the host; `keys` are the dynamic table's keys."""
-    column_state = state[column.name]
+    column_state = jax.tree.map(jnp.asarray, state[column.name])  # host arrays too
     flat = ids_lib.as_ids(keys).reshape(-1)
-    table = column_state.dynamic.table
-    rows = np.asarray(table_lib.lookup(table, flat))
+    parts = column.categorical_column.partition_num
+    if parts is None:
+        return _counts(column_state.dynamic.table, column_state.sketch, flat)
+    owner = np.asarray(_device_hash.partition(flat, parts))
+    result = np.zeros(owner.shape, np.int32)
+    for p in range(parts):
+        table = jax.tree.map(lambda x, p=p: x[p], column_state.dynamic.table)
+        sketch = jax.tree.map(lambda x, p=p: x[p], column_state.sketch)
+        result = np.where(owner == p, _counts(table, sketch, flat), result)
+    return result
+
+
+def _counts(
+    table: table_lib.DynamicTable, sketch: _sketch.Sketch | None, keys: ids_lib.Ids
+) -> np.ndarray:
+    rows = np.asarray(table_lib.lookup(table, keys))
     freq = np.asarray(table.freq)[np.maximum(rows, 0)]
     sketched = np.zeros_like(rows)
-    if column_state.sketch is not None:
-        sketched = np.asarray(_sketch.estimate(column_state.sketch, flat))
+    if sketch is not None:
+        sketched = np.asarray(_sketch.estimate(sketch, keys))
     return np.where(rows >= 0, freq, sketched)

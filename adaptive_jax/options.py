@@ -73,8 +73,9 @@ class AdmissionFilter(abc.ABC):
     filter_freq: int
 
     @abc.abstractmethod
-    def sketch_shape(self, capacity: int) -> tuple[int, int]:
-        """(depth, width) of the sketch, for a dynamic table of `capacity` rows."""
+    def sketch_shape(self, capacity: int, partitions: int = 1) -> tuple[int, int]:
+        """(depth, width) of the sketch of one partition, for a dynamic table
+        partition of `capacity` rows, one of `partitions`."""
 
     def admits(self, counts: jax.Array) -> jax.Array:
         """Whether ids with these counts are admitted: `count >= filter_freq`."""
@@ -109,7 +110,8 @@ class CounterFilter(AdmissionFilter):
             f"sketch_depth must be an int >= 1, got {self.sketch_depth!r}",
         )
 
-    def sketch_shape(self, capacity: int) -> tuple[int, int]:
+    def sketch_shape(self, capacity: int, partitions: int = 1) -> tuple[int, int]:
+        del partitions  # `capacity` is already the partition's
         return _sketch.count_min_shape(capacity, self.sketch_depth)
 
 
@@ -140,11 +142,10 @@ class CBFFilter(AdmissionFilter):
             f"{self.false_positive_probability!r}",
         )
 
-    def sketch_shape(self, capacity: int) -> tuple[int, int]:
+    def sketch_shape(self, capacity: int, partitions: int = 1) -> tuple[int, int]:
         del capacity  # sized from the expected number of keys instead
-        return _sketch.bloom_shape(
-            self.max_element_size, self.false_positive_probability
-        )
+        keys = -(-self.max_element_size // partitions)  # a partition's share
+        return _sketch.bloom_shape(keys, self.false_positive_probability)
 
 
 class RowState(NamedTuple):

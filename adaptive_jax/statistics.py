@@ -15,6 +15,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from adaptive_jax import _device_hash, _numerics
@@ -39,6 +40,9 @@ class ColumnStats:
       evictions: `[3] int32`, rows evicted for each of `REASONS` (saturating).
       evicted_age: `[] float32`, the mean `step - last_step` of evicted rows.
       distinct: `[4096] int32`, HyperLogLog registers of the ids seen.
+      exchange_overflows: `[] int32`, ids of a partitioned column that found
+        their partition's exchange buffer full and were served by their static
+        bucket (or the default value) instead (saturating).
     """
 
     last_served: jax.Array
@@ -47,6 +51,7 @@ class ColumnStats:
     evictions: jax.Array
     evicted_age: jax.Array
     distinct: jax.Array
+    exchange_overflows: jax.Array
 
     @classmethod
     def create(cls) -> ColumnStats:
@@ -57,6 +62,7 @@ class ColumnStats:
             evictions=jnp.zeros((len(REASONS),), jnp.int32),
             evicted_age=jnp.zeros([], jnp.float32),
             distinct=jnp.zeros((2**HLL_BITS,), jnp.int32),
+            exchange_overflows=jnp.zeros([], jnp.int32),
         )
 
 
@@ -86,24 +92,42 @@ def record_lookup(
     served: tuple[jax.Array, jax.Array, jax.Array],
     refused: jax.Array,
     ids: ids_lib.Ids,
+    *,
+    axis_name: str | None = None,
+    exchange_overflows: jax.Array | None = None,
 ) -> ColumnStats:
     """Counts a step's lookups: `served` masks per store, refused admissions,
-    and the ids seen."""
+    the ids seen, and (partitioned columns) the exchange's overflows. Under
+    `shard_map`, `axis_name` combines the devices' counts, so that the
+    statistics stay the same on every device."""
+
+    def total(count: jax.Array) -> jax.Array:
+        return count if axis_name is None else jax.lax.psum(count, axis_name)
+
     valid = served[0] | served[1] | served[2]
-    counts = jnp.stack([jnp.sum(mask, dtype=jnp.int32) for mask in served])
-    total = jnp.stack(
+    counts = total(jnp.stack([jnp.sum(mask, dtype=jnp.int32) for mask in served]))
+    totals = jnp.stack(
         [
             _numerics.wide_add(stats.total_served[i], counts[i])
             for i in range(len(STORES))
         ]
     )
+    distinct = _observe(stats.distinct, ids, valid)
+    if axis_name is not None:
+        distinct = jax.lax.pmax(distinct, axis_name)
+    overflows = stats.exchange_overflows
+    if exchange_overflows is not None:
+        overflows = _numerics.saturating_add(
+            overflows, total(jnp.sum(exchange_overflows, dtype=jnp.int32))
+        )
     return stats.replace(
         last_served=counts,
-        total_served=total,
+        total_served=totals,
         refused=_numerics.saturating_add(
-            stats.refused, jnp.sum(refused, dtype=jnp.int32)
+            stats.refused, total(jnp.sum(refused, dtype=jnp.int32))
         ),
-        distinct=_observe(stats.distinct, ids, valid),
+        distinct=distinct,
+        exchange_overflows=overflows,
     )
 
 
@@ -128,19 +152,22 @@ def summary(state) -> dict[str, int | float]:
     row), `overflows` (id occurrences a full table turned away), for a column
     with a dynamic table; `served_<store>_last` and `served_<store>_total` for
     each of `STORES`; `refused_admissions`; `evicted_<reason>` for each of
-    `REASONS`; `mean_age_at_eviction` (in steps).
+    `REASONS`; `mean_age_at_eviction` (in steps); `distinct_ids`;
+    `exchange_overflows`. A partitioned table's figures are its partitions' sums.
     """
     stats, dynamic = jax.device_get((state.stats, state.dynamic))
     out: dict[str, int | float] = {}
     if dynamic is not None:
         table = dynamic.table
-        live = table.capacity - int(table.num_free)
+        partitions = np.asarray(table.num_free).size  # 1 without partitions
+        capacity = table.row_keys.shape[-2] * partitions
+        live = capacity - int(np.sum(table.num_free))
         out |= {
             "live_rows": live,
-            "capacity": table.capacity,
-            "load": live / table.capacity,
-            "promotions": int(table.inserts),
-            "overflows": int(table.overflows),
+            "capacity": capacity,
+            "load": live / capacity,
+            "promotions": int(np.sum(table.inserts)),
+            "overflows": int(np.sum(table.overflows)),
         }
     for i, store in enumerate(STORES):
         out[f"served_{store}_last"] = int(stats.last_served[i])
@@ -150,4 +177,5 @@ def summary(state) -> dict[str, int | float]:
         out[f"evicted_{reason}"] = int(stats.evictions[i])
     out["mean_age_at_eviction"] = float(stats.evicted_age)
     out["distinct_ids"] = round(distinct_ids(stats.distinct))
+    out["exchange_overflows"] = int(stats.exchange_overflows)
     return out

@@ -217,7 +217,5 @@ def test_relayout_into_another_capacity_keeps_the_lookups():
 def test_relayout_refuses_a_target_too_small():
     state = trained_state(column(capacity=32), steps=4)["embeddings"]
     tiny = fc.init_state([column(capacity=2)], OPT, jax.random.key(9))
-    with pytest.raises(
-        checkpoint.CheckpointError, match="more than the target's capacity 2"
-    ):
+    with pytest.raises(checkpoint.CheckpointError, match="more than its capacity 2"):
         checkpoint.relayout(state, tiny)

@@ -1,0 +1,281 @@
+"""A column whose dynamic table is split into partitions, on one device or a mesh.
+
+`partition_num = P` splits a column's dynamic table (and its admission sketch)
+into P partitions: every leaf of them has a leading partition axis. A key's
+partition is fixed by its virtual bucket (`hashing.partition`): another P moves
+whole virtual buckets. On a mesh of D devices each device holds P / D
+partitions (the leading axis sharded); the entries of a lookup travel to the
+device that owns their key, and their rows back, by two all-to-alls. The
+buffers have a fixed size: `limit` entries per (source device, partition). An
+entry past its buffer's limit is served, and trained, by its static bucket (in
+a plain dynamic column it reads the default value), and the statistics count it
+in `exchange_overflows`: never dropped, never an error. On one device the
+exchange is a reshape.
+
+The static table is replicated: every device reads its buckets locally, and the
+sparse update of the buckets is applied on every device with the entries of all
+devices (an all-gather), so that the replicas stay equal.
+
+The functions here are the per-device bodies; `feature_column` calls them, and
+`sharding` wraps them in `jax.shard_map` with the mesh's axis as `axis_name`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from adaptive_jax import _device_hash, _numerics, adaptive, combiners, statistics
+from adaptive_jax import ev as ev_lib
+from adaptive_jax import eviction as eviction_lib
+from adaptive_jax import ids as ids_lib
+
+_ONE_HOT_PARTITIONS = 64  # up to this many, ranks by a one-hot prefix sum
+
+
+def stacked(tree: Any, num_partitions: int) -> Any:
+    """`num_partitions` copies of a pytree of arrays along a new leading axis,
+    each leaf its own buffer (so that the state can be donated)."""
+    return jax.tree.map(lambda x: jnp.repeat(x[None], num_partitions, axis=0), tree)
+
+
+def partition_count(state: adaptive.ColumnState) -> int:
+    """The partitions of a partitioned column's state on this device."""
+    return state.dynamic.values.shape[0]
+
+
+class Routes(NamedTuple):
+    """Where each entry goes in the exchange."""
+
+    slot: jax.Array  # [n] int32, partition * limit + rank; P * limit: not sent
+    overflow: jax.Array  # [n] bool, to be sent, but its buffer was full
+
+
+def _ranks(partitions: jax.Array, send: jax.Array, num_partitions: int) -> jax.Array:
+    """Each sent entry's rank among the sent entries of its partition, in order."""
+    n = partitions.shape[0]
+    if num_partitions <= _ONE_HOT_PARTITIONS:
+        targets = jnp.arange(num_partitions)[None]
+        one_hot = ((partitions[:, None] == targets) & send[:, None]).astype(jnp.int32)
+        before = jnp.cumsum(one_hot, axis=0, dtype=jnp.int32) - one_hot
+        return jnp.take_along_axis(before, partitions[:, None], axis=1)[:, 0]
+    # Grouped by a sort of `partition * n + index`: one int32 operand.
+    order = jnp.sort(jnp.where(send, partitions, num_partitions) * n + jnp.arange(n))
+    grouped, entry = order // n, order % n
+    counts = jnp.zeros(num_partitions + 1, jnp.int32).at[grouped].add(1)
+    starts = jnp.cumsum(counts) - counts
+    return jnp.zeros(n, jnp.int32).at[entry].set(jnp.arange(n) - starts[grouped])
+
+
+def routes(
+    keys: ids_lib.Ids, send: jax.Array, num_partitions: int, limit: int
+) -> Routes:
+    """The exchange slots of the entries `send` of flat `keys`."""
+    partitions = _device_hash.partition(keys, num_partitions)
+    rank = _ranks(partitions, send, num_partitions)
+    fits = send & (rank < limit)
+    slot = jnp.where(fits, partitions * limit + rank, num_partitions * limit)
+    return Routes(slot, send & ~fits)
+
+
+def _to_owners(x: jax.Array, here: int, axis_name: str | None) -> jax.Array:
+    """`[P * limit, ...]` by destination partition -> `[here, sources * limit,
+    ...]`, on the device owning those partitions."""
+    if axis_name is None:
+        return x.reshape((here, -1) + x.shape[1:])
+    total = x.shape[0]
+    devices = jax.lax.axis_size(axis_name)
+    limit = total // (devices * here)
+    x = x.reshape((devices, here, limit) + x.shape[1:])
+    x = jax.lax.all_to_all(x, axis_name, 0, 0, tiled=True)  # leading: the source
+    return jnp.swapaxes(x, 0, 1).reshape((here, devices * limit) + x.shape[3:])
+
+
+def _to_sources(y: jax.Array, axis_name: str | None) -> jax.Array:
+    """The way back: `[here, sources * limit, ...]` -> `[P * limit, ...]`."""
+    here = y.shape[0]
+    if axis_name is None:
+        return y.reshape((-1,) + y.shape[2:])
+    devices = jax.lax.axis_size(axis_name)
+    limit = y.shape[1] // devices
+    y = y.reshape((here, devices, limit) + y.shape[2:])
+    y = jax.lax.all_to_all(jnp.swapaxes(y, 0, 1), axis_name, 0, 0, tiled=True)
+    return y.reshape((-1,) + y.shape[3:])
+
+
+def _packed(values: jax.Array, slot: jax.Array, size: int) -> jax.Array:
+    """`values` `[n, ...]` into a zeroed `[size, ...]` buffer at `slot`."""
+    buffer = jnp.zeros((size,) + values.shape[1:], values.dtype)
+    return buffer.at[slot].set(values, mode="drop", unique_indices=True)
+
+
+_TRAINED, _READ, _REFUSED = 1, 2, 4  # the flags of an entry, sent back
+
+
+def lookup(
+    state: adaptive.ColumnState,
+    inputs: adaptive.ColumnIds,
+    *,
+    num_partitions: int,
+    limit: int | None,
+    combiner: str,
+    dynamic_optimizer: Any,
+    migration: str = "deeprec",
+    admission: Any = None,
+    no_permission_value: float = 0.0,
+    axis_name: str | None = None,
+) -> tuple[jax.Array, adaptive.ColumnState, adaptive.Residuals]:
+    """`adaptive.lookup` for a partitioned column: the entries go to the
+    partition of their key and back. Jittable; under `shard_map`, `axis_name` is
+    the mesh axis the partitions are split over.
+
+    Args:
+      state: the column's state, this device's partitions of it.
+      inputs: this device's ids.
+      num_partitions: P, the column's partitions in all.
+      limit: entries per (source device, partition) buffer; None for the local
+        batch's size (no overflow possible).
+      combiner, dynamic_optimizer, migration, admission, no_permission_value:
+        as `adaptive.lookup`.
+      axis_name: the mesh axis, or None on one device.
+
+    Returns:
+      `(embeddings [local batch, dim], state, residuals)`.
+    """
+    batch = inputs.ids
+    n = batch.valid.shape[0]
+    limit = n if limit is None else min(limit, n)
+    here = partition_count(state)
+    size = num_partitions * limit
+    routed, by_policy = adaptive.routing(state, inputs, admission)
+    route = routes(batch.values, routed, num_partitions, limit)
+    keys = batch.values
+    sent = [_packed(x, route.slot, size) for x in (keys.hi, keys.lo, inputs.buckets)]
+    sent.append(_packed(jnp.ones(n, bool), route.slot, size))
+    hi, lo, buckets, valid = (_to_owners(x, here, axis_name) for x in sent)
+
+    def one_partition(dynamic, sketch, hi, lo, buckets, valid):
+        dynamic, sketch, found = adaptive.dynamic_lookup(
+            dynamic,
+            sketch,
+            ids_lib.Ids(hi, lo),
+            buckets,
+            valid,
+            static=state.static,
+            default_values=state.default_values,
+            step=state.step,
+            optimizer=dynamic_optimizer,
+            migration=migration,
+            admission=admission if by_policy else None,
+        )
+        values = ev_lib.gather(
+            dynamic, jnp.where(found.read, found.rows, dynamic.capacity)
+        )
+        flags = (
+            jnp.where(found.trained, _TRAINED, 0)
+            | jnp.where(found.read, _READ, 0)
+            | jnp.where(found.refused, _REFUSED, 0)
+        ).astype(jnp.int8)
+        rows = jnp.where(found.trained, found.rows, dynamic.capacity)
+        return dynamic, sketch, values, flags, rows
+
+    with jax.named_scope("aj.partitions"):
+        dynamic, sketch, values, flags, rows = jax.vmap(one_partition)(
+            state.dynamic, state.sketch, hi, lo, buckets, valid
+        )
+    state = state.replace(dynamic=dynamic, sketch=sketch)
+    values = (
+        _to_sources(values, axis_name).at[route.slot].get(mode="fill", fill_value=0)
+    )
+    flags = _to_sources(flags, axis_name).at[route.slot].get(mode="fill", fill_value=0)
+    found = adaptive.DynamicLookup(
+        rows=route.slot,  # its place in the exchange; the row is on the owner
+        trained=(flags & _TRAINED) != 0,
+        read=(flags & _READ) != 0,
+        refused=(flags & _REFUSED) != 0,
+    )
+    embeddings, state, static_rows, scale = adaptive.serve(
+        state,
+        inputs,
+        values,
+        found,
+        combiner=combiner,
+        no_permission_value=no_permission_value,
+        axis_name=axis_name,
+        exchange_overflows=route.overflow,
+    )
+    residuals = adaptive.Residuals(
+        static_rows,
+        rows,
+        batch.row_ids,
+        scale,
+        exchange_slots=jnp.where(found.trained, route.slot, size),
+    )
+    return embeddings, state, residuals
+
+
+def apply_gradients(
+    state: adaptive.ColumnState,
+    residuals: adaptive.Residuals,
+    d_embeddings: jax.Array,
+    *,
+    static_optimizer: Any,
+    dynamic_optimizer: Any,
+    axis_name: str | None = None,
+) -> adaptive.ColumnState:
+    """`adaptive.apply_gradients` for a partitioned column: the gradients of the
+    dynamic entries go to their partitions, those of the static ones to every
+    replica of the static table. Jittable."""
+    grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
+    state = adaptive.update_static(
+        state, residuals.static_rows, grads, static_optimizer, axis_name
+    )
+    here, received = residuals.dynamic_rows.shape
+    sent = _packed(grads, residuals.exchange_slots, here * received)
+    update = functools.partial(
+        adaptive.apply_dynamic, optimizer=dynamic_optimizer, step=state.step
+    )
+    with jax.named_scope("aj.partitions"):
+        dynamic = jax.vmap(update)(
+            state.dynamic, residuals.dynamic_rows, _to_owners(sent, here, axis_name)
+        )
+    step = _numerics.saturating_add(state.step, jnp.int32(1))
+    return state.replace(dynamic=dynamic, step=step)
+
+
+def evict(
+    state: adaptive.ColumnState,
+    policies: tuple,
+    fresh_slots: Any,
+    *,
+    axis_name: str | None = None,
+) -> adaptive.ColumnState:
+    """`eviction.evict` on every partition; the statistics count them all."""
+    if not policies:
+        return state
+    evict_rows = functools.partial(
+        eviction_lib.evict_rows, policies=policies, fresh_slots=fresh_slots
+    )
+    dynamic, counts, age_sum = jax.vmap(evict_rows)(state.dynamic)
+
+    def total(x: jax.Array) -> jax.Array:
+        x = jnp.sum(x)
+        return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+    counts = {reason: total(count) for reason, count in counts.items()}
+    stats = statistics.record_evictions(state.stats, counts, total(age_sum))
+    return state.replace(dynamic=dynamic, stats=stats)
+
+
+def partitions(dynamic: ev_lib.EmbeddingVariable) -> list[ev_lib.EmbeddingVariable]:
+    """A partitioned embedding variable as one variable per partition."""
+    count = dynamic.values.shape[0]
+    return [jax.tree.map(lambda x, p=p: x[p], dynamic) for p in range(count)]
+
+
+def joined(parts: list[Any]) -> Any:
+    """The inverse of `partitions`."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *parts)

@@ -1,0 +1,316 @@
+"""Training state and batches over a device mesh, with JAX's own runtime.
+
+A `Layout(mesh, axis)` says where things live: the batch is split over the mesh
+axis `axis` (data parallel), each partitioned column's partitions too (device
+`d` of D owns partitions `[d * P / D, (d + 1) * P / D)`), and the rest of the
+state (static tables, default values, statistics, steps) is replicated. The
+feature-column functions take `layout=` and run their per-device bodies in
+`jax.shard_map`: a lookup sends each entry to the owner of its key and its row
+back with all-to-alls (see `partitioned`), in buffers of `limits[column]`
+entries per (source device, partition); `suggest_limits` sizes them from
+observed batches. The dense model needs nothing: the embeddings come out split
+over the batch, and `jax.jit` keeps the model data parallel.
+
+Across hosts, the same code runs in every process after
+`jax.distributed.initialize(...)`; each process `prepare`s its own examples
+(with the same `size` in every process), and the mesh spans all devices.
+
+Example (on 8 CPU devices: `XLA_FLAGS=--xla_force_host_platform_device_count=8`):
+  >>> import jax, numpy as np
+  >>> from adaptive_jax import feature_column as fc, optim, sharding
+  >>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+  >>> layout = sharding.Layout(mesh, "data")
+  >>> column = fc.embedding_column(fc.categorical_column_with_embedding(
+  ...     "item", dtype="int64", partition_num=2), dimension=4)
+  >>> opt = optim.ftrl(0.1)
+  >>> state = layout.place(fc.init_state([column], opt, jax.random.key(0)), [column])
+  >>> batch = sharding.prepare({"item": np.arange(8)[:, None]}, [column], layout)
+  >>> emb, state, residuals = fc.input_layer(batch, [column], state, optimizer=opt,
+  ...                                        layout=layout)
+  >>> emb.shape, len(emb.sharding.device_set)
+  ((8, 4), 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from adaptive_jax import _device_hash, adaptive
+from adaptive_jax import feature_column as fc
+from adaptive_jax import ids as ids_lib
+from adaptive_jax import sparse as sparse_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """A mesh axis that splits the batch and the partitions.
+
+    Attributes:
+      mesh: the device mesh (`jax.sharding.Mesh`); other axes hold replicas.
+      axis: the name of the mesh axis that splits the batch and the partitions.
+      limits: exchange buffer entries per (source device, partition), by
+        embedding-column name (`{"user_embedding": 4096}`); a column without
+        one gets its local batch's size (no overflow possible, the most bytes).
+
+    Raises:
+      ValueError: an axis not in the mesh, devices of different kinds, or a
+        limit below 1 (each named).
+    """
+
+    mesh: Mesh
+    axis: str = "data"
+    limits: Mapping[str, int] | tuple = ()
+
+    def __post_init__(self):
+        if self.axis not in self.mesh.axis_names:
+            raise ValueError(
+                f"Layout: axis '{self.axis}' is not an axis of the mesh "
+                f"{self.mesh.axis_names}"
+            )
+        kinds = {device.platform for device in self.mesh.devices.flat}
+        if len(kinds) > 1:
+            raise ValueError(f"Layout: the mesh mixes devices of kinds {sorted(kinds)}")
+        limits = dict(self.limits)
+        for name, limit in limits.items():
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"Layout: limits['{name}'] must be an int >= 1")
+        object.__setattr__(self, "limits", tuple(sorted(limits.items())))
+
+    @property
+    def devices(self) -> int:
+        """Devices along the axis."""
+        return self.mesh.shape[self.axis]
+
+    def limit(self, name: str) -> int | None:
+        return dict(self.limits).get(name)
+
+    def check(self, feature_columns: Sequence[fc.EmbeddingColumn]) -> None:
+        """Raises a ValueError naming the column and the axis when a column's
+        dynamic table cannot be split over the axis."""
+        for column in feature_columns:
+            categorical = column.categorical_column
+            if categorical.ev_option is None:
+                continue
+            parts = categorical.partition_num
+            if parts is None and self.devices > 1:
+                raise ValueError(
+                    f"column '{categorical.key}': a dynamic table on mesh axis "
+                    f"'{self.axis}' ({self.devices} devices) needs partition_num, "
+                    f"a multiple of {self.devices}"
+                )
+            if parts is not None and parts % self.devices:
+                raise ValueError(
+                    f"column '{categorical.key}': mesh axis '{self.axis}' has "
+                    f"{self.devices} devices, which does not divide its "
+                    f"partition_num {parts}"
+                )
+
+    def state_specs(self, state: Mapping[str, adaptive.ColumnState]) -> dict:
+        """The `PartitionSpec` of each leaf of an embedding state: partitions
+        split over the axis, everything else replicated."""
+        split, whole = P(self.axis), P()
+        specs = {}
+        for name, column_state in state.items():
+            spec = jax.tree.map(lambda _: whole, column_state)
+            if _is_partitioned(column_state):
+                spec = spec.replace(
+                    dynamic=jax.tree.map(lambda _: split, column_state.dynamic),
+                    sketch=jax.tree.map(lambda _: split, column_state.sketch),
+                )
+            specs[name] = spec
+        return specs
+
+    def place(
+        self,
+        state: Mapping[str, adaptive.ColumnState],
+        feature_columns: Sequence[fc.EmbeddingColumn],
+    ) -> dict[str, adaptive.ColumnState]:
+        """The state on the mesh: each leaf sharded by `state_specs`."""
+        self.check(feature_columns)
+        shardings = jax.tree.map(
+            lambda spec: NamedSharding(self.mesh, spec), self.state_specs(state)
+        )
+        return jax.device_put(dict(state), shardings)
+
+    def run(
+        self,
+        body: Callable,
+        args: tuple,
+        in_specs: tuple,
+        out_specs: Any,
+    ) -> Any:
+        """`body(*args, axis_name=axis)` on every device, in `jax.shard_map`."""
+
+        def per_device(*local):
+            return body(*local, axis_name=self.axis)
+
+        return jax.shard_map(
+            per_device,
+            mesh=self.mesh,
+            in_specs=in_specs,
+            out_specs=out_specs,
+            check_vma=False,
+        )(*args)
+
+    def split(self) -> P:
+        return P(self.axis)
+
+
+def _is_partitioned(column_state: adaptive.ColumnState) -> bool:
+    return column_state.dynamic is not None and column_state.dynamic.values.ndim == 3
+
+
+def prepare(
+    features: Mapping[str, Any],
+    feature_columns: Sequence[fc.EmbeddingColumn],
+    layout: Layout,
+    *,
+    adaptive_mask_tensors: Mapping[str, Any] | None = None,
+    size: int | None = None,
+) -> dict[str, adaptive.ColumnIds]:
+    """`feature_column.prepare` for a mesh: this process's examples split into
+    equal runs, one per local device along the axis, and placed as global
+    arrays split over the axis (each device's `batch_size` is its share).
+
+    Args:
+      features, adaptive_mask_tensors: as `feature_column.prepare`; the number
+        of examples must divide evenly over this process's devices.
+      feature_columns: the columns.
+      layout: the layout.
+      size: ids per device per column (padded); None for the smallest power of
+        two that fits every device's share. Give it in multi-process runs, so
+        that every process pads alike.
+
+    Raises:
+      ValueError: as `feature_column.prepare`; examples that do not split
+        evenly over the devices; a share with more ids than `size`.
+    """
+    layout.check(feature_columns)
+    devices = _local_devices(layout)
+    whole = fc.prepare(
+        features, feature_columns, adaptive_mask_tensors=adaptive_mask_tensors
+    )
+    batch_size = next(iter(whole.values())).ids.batch_size
+    if batch_size % devices:
+        raise ValueError(
+            f"the batch of {batch_size} examples does not split evenly over the "
+            f"{devices} local devices of mesh axis '{layout.axis}'"
+        )
+    share = batch_size // devices
+    if size is None:
+        size = max(
+            sparse_lib.padded_size(int(np.max(_ids_per_share(ids, share, devices))))
+            for ids in whole.values()
+        )
+    sharding = NamedSharding(layout.mesh, P(layout.axis))
+    prepared = {}
+    for name, inputs in whole.items():
+        shards = [_shard(inputs, d * share, share, size, name) for d in range(devices)]
+        local = jax.tree.map(lambda *xs: np.concatenate(xs), *shards)
+        prepared[name] = jax.tree.map(
+            lambda x: jax.make_array_from_process_local_data(sharding, x), local
+        )
+    return prepared
+
+
+def _local_devices(layout: Layout) -> int:
+    """Devices of this process along the axis."""
+    local = {d.id for d in jax.local_devices()}
+    axis = layout.mesh.axis_names.index(layout.axis)
+    along = np.moveaxis(layout.mesh.devices, axis, 0)
+    return sum(1 for row in along.reshape(along.shape[0], -1) if row[0].id in local)
+
+
+def _ids_per_share(inputs: adaptive.ColumnIds, share: int, devices: int) -> np.ndarray:
+    rows = np.asarray(inputs.ids.row_ids)[np.asarray(inputs.ids.valid)]
+    return np.bincount(rows // share, minlength=devices)
+
+
+def _shard(
+    inputs: adaptive.ColumnIds, start: int, count: int, size: int, name: str
+) -> adaptive.ColumnIds:
+    """The ids of examples `[start, start + count)`, as a batch of its own of
+    `size` entries, on the host."""
+    batch = inputs.ids
+    indices = np.asarray(batch.indices)
+    keep = np.asarray(batch.valid) & (indices[:, 0] >= start)
+    keep &= indices[:, 0] < start + count
+    kept = int(keep.sum())
+    if kept > size:
+        raise ValueError(
+            f"column '{name}': a device's share has {kept} ids, more than size {size}"
+        )
+
+    def pad(x: np.ndarray) -> np.ndarray:
+        out = np.zeros((size,) + x.shape[1:], x.dtype)
+        out[:kept] = x[keep]
+        return out
+
+    indices = pad(indices)
+    indices[:kept, 0] -= start
+    indices[kept:, 0] = count  # padding: outside the batch
+    keys = pad(ids_lib.to_numpy(batch.values)).view(np.uint64)
+    mask = inputs.to_dynamic
+    return adaptive.ColumnIds(
+        ids=sparse_lib.SparseIds(
+            indices=indices,
+            values=ids_lib.Ids(
+                (keys >> np.uint64(32)).astype(np.uint32),
+                (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32),
+            ),
+            valid=np.arange(size) < kept,
+            dense_shape=np.array([count, np.asarray(batch.dense_shape)[1]], np.int32),
+            batch_size=count,
+            strings=batch.strings,
+            weights=None if batch.weights is None else pad(np.asarray(batch.weights)),
+        ),
+        buckets=pad(np.asarray(inputs.buckets)),
+        to_dynamic=None if mask is None else pad(np.asarray(mask)),
+    )
+
+
+def suggest_limits(
+    batches: Sequence[Mapping[str, adaptive.ColumnIds]],
+    feature_columns: Sequence[fc.EmbeddingColumn],
+    devices: int,
+    *,
+    margin: float = 1.25,
+) -> dict[str, int]:
+    """Exchange limits from observed batches (`prepare`d for one device, or
+    for the mesh): the most entries any (device, partition) pair received,
+    times `margin`, rounded up to a multiple of 8.
+
+    Args:
+      batches: a few prepared batches, of the global batch (not split).
+      feature_columns: the columns.
+      devices: devices along the mesh axis.
+      margin: head room over the largest count seen.
+    """
+    limits = {}
+    for column in feature_columns:
+        parts = column.categorical_column.partition_num
+        if parts is None:
+            continue
+        most = 1
+        for batch in batches:
+            inputs = batch[column.name]
+            valid = np.asarray(inputs.ids.valid)
+            keys = inputs.ids.values
+            partition = np.asarray(_device_hash.partition(keys, parts))
+            if inputs.to_dynamic is not None:
+                valid = valid & np.asarray(inputs.to_dynamic)
+            rows = np.asarray(inputs.ids.row_ids)
+            share = -(-inputs.ids.batch_size // devices)
+            source = np.minimum(rows // share, devices - 1)
+            pairs = source[valid] * parts + partition[valid]
+            if pairs.size:
+                most = max(most, int(np.bincount(pairs).max()))
+        limits[column.name] = int(-(-int(np.ceil(most * margin)) // 8) * 8)
+    return limits

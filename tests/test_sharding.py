@@ -1,0 +1,360 @@
+"""Partitions on one device and over meshes of 1, 2, 4 and 8 CPU devices.
+
+The reference is always the unpartitioned column on one device: a partitioned
+or sharded run must give its embeddings and its trained state, up to the order
+of float sums (the static table's gradients arrive from several devices).
+"""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import adaptive_jax as aj
+from adaptive_jax import _device_hash, checkpoint, export, sharding
+from adaptive_jax import feature_column as fc
+from adaptive_jax import ids as ids_lib
+
+FTRL = aj.optim.ftrl(0.2, l1_regularization_strength=0.01)
+BATCH = 32
+TOLERANCE = 1e-5  # float summation order only
+
+
+def columns(parts=None, *, capacity=256):
+    user = fc.categorical_column_with_adaptive_embedding(
+        "user",
+        40,
+        dtype="int64",
+        partition_num=parts,
+        ev_option=aj.EmbeddingVariableOption(
+            capacity=capacity, evict_option=aj.GlobalStepEvict(3)
+        ),
+    )
+    item = fc.categorical_column_with_embedding(
+        "item",
+        dtype="int64",
+        partition_num=parts,
+        ev_option=aj.EmbeddingVariableOption(
+            capacity=4096, filter_option=aj.CounterFilter(2)
+        ),
+    )
+    return [fc.embedding_column(user, 4), fc.embedding_column(item, 3, "sum")]
+
+
+def raw_batch(step):
+    rng = np.random.default_rng(step)
+    users = rng.zipf(1.4, BATCH) % 100
+    items = [list(rng.integers(0, 150, rng.integers(1, 3))) for _ in range(BATCH)]
+    features = {"user": users[:, None], "item": items}
+    return features, {"user": (users % 3 != 0).astype(np.int32)}
+
+
+def train(cols, layout=None, steps=4, size=128):
+    """Embeddings of each step and the final state, with eviction every 2 steps."""
+    state = fc.init_state(cols, FTRL, jax.random.key(0))
+    if layout is not None:
+        state = layout.place(state, cols)
+    outputs = []
+    for step in range(steps):
+        features, masks = raw_batch(step)
+        if layout is None:
+            batch = fc.prepare(features, cols, adaptive_mask_tensors=masks, size=size)
+        else:
+            batch = sharding.prepare(
+                features, cols, layout, adaptive_mask_tensors=masks, size=size
+            )
+        emb, state, residuals = fc.input_layer(
+            batch, cols, state, optimizer=FTRL, layout=layout
+        )
+        grad = (1 - jnp.tanh(emb) ** 2) * jax.random.normal(
+            jax.random.key(step), emb.shape
+        )
+        state = fc.apply_gradients(state, residuals, grad, cols, FTRL, layout=layout)
+        state = fc.maybe_evict(state, cols, FTRL, every=2, layout=layout)
+        outputs.append(np.asarray(emb))
+    return np.stack(outputs), jax.device_get(state)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    cols = columns()
+    embeddings, state = train(cols)
+    return embeddings, export.export(state, cols, drop_zero_rows=False)
+
+
+def assert_same_training(reference, embeddings, state, cols):
+    ref_embeddings, ref_export = reference
+    np.testing.assert_allclose(embeddings, ref_embeddings, rtol=0, atol=TOLERANCE)
+    exported = export.export(state, cols, drop_zero_rows=False)
+    for name, want in ref_export.columns.items():
+        got = exported.columns[name]
+        order_want, order_got = np.argsort(want.keys), np.argsort(got.keys)
+        np.testing.assert_array_equal(got.keys[order_got], want.keys[order_want])
+        np.testing.assert_allclose(
+            got.values[order_got], want.values[order_want], atol=TOLERANCE
+        )
+        np.testing.assert_array_equal(got.freqs[order_got], want.freqs[order_want])
+        if want.static is not None:
+            np.testing.assert_allclose(got.static, want.static, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("parts", [pytest.param(1, marks=pytest.mark.slow), 4])
+def test_partitions_on_one_device_train_like_one_table(reference, parts):
+    cols = columns(parts)
+    embeddings, state = train(cols)
+    assert state["user_embedding"].dynamic.values.shape[0] == parts
+    assert_same_training(reference, embeddings, state, cols)
+
+
+# 1 and 4 devices run in `make test-all` (each costs its own compiles).
+@pytest.mark.parametrize(
+    "devices",
+    [
+        pytest.param(1, marks=pytest.mark.slow),
+        2,
+        pytest.param(4, marks=pytest.mark.slow),
+        8,
+    ],
+)
+def test_a_mesh_trains_like_one_device(reference, devices):
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
+    layout = sharding.Layout(mesh, "data")
+    cols = columns(8)
+    embeddings, state = train(cols, layout, size=128 // devices)
+    assert_same_training(reference, embeddings, state, cols)
+    summary = fc.summary(state)
+    assert summary["user_embedding"]["exchange_overflows"] == 0
+
+
+def test_the_partition_moves_whole_virtual_buckets():
+    keys = ids_lib.from_numpy(np.arange(-5000, 5000, 7, dtype=np.int64))
+    virtual = np.asarray(_device_hash.virtual_bucket(keys))
+    for parts in (1, 3, 8, 64):
+        owner = np.asarray(_device_hash.partition(keys, parts))
+        assert owner.min() >= 0 and owner.max() < parts
+        np.testing.assert_array_equal(
+            owner, virtual * parts // _device_hash.VIRTUAL_BUCKETS
+        )
+    # Doubling the partitions splits each one in two: no key changes halves.
+    four = np.asarray(_device_hash.partition(keys, 4))
+    eight = np.asarray(_device_hash.partition(keys, 8))
+    np.testing.assert_array_equal(eight // 2, four)
+    assert len(np.unique(eight)) == 8  # and they spread
+
+
+def overflow_setup(limit):
+    """Two users' steps on 2 devices, the second with buffers of `limit`."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    cols = columns(2)[:1]
+    wide = sharding.Layout(mesh, "data")
+    narrow = sharding.Layout(mesh, "data", limits={"user_embedding": limit})
+    state = wide.place(fc.init_state(cols, FTRL, jax.random.key(0)), cols)
+    users = (np.arange(BATCH) % 12)[:, None]
+    features = {"user": users}
+    masks = {"user": np.ones(BATCH, np.int32)}
+    batch = sharding.prepare(features, cols, wide, adaptive_mask_tensors=masks)
+    emb, state, residuals = fc.input_layer(
+        batch, cols, state, optimizer=FTRL, layout=wide
+    )
+    state = fc.apply_gradients(
+        state, residuals, jnp.ones_like(emb), cols, FTRL, layout=wide
+    )
+    return cols, wide, narrow, state, batch, users
+
+
+def test_an_overflowing_buffer_serves_the_static_bucket_and_counts():
+    limit = 3
+    cols, wide, narrow, state, batch, users = overflow_setup(limit)
+    before = jax.device_get(state)
+    full, _, _ = fc.input_layer(batch, cols, state, optimizer=FTRL, layout=wide)
+    emb, after, _ = fc.input_layer(batch, cols, state, optimizer=FTRL, layout=narrow)
+    # The model: on each device, the first `limit` entries bound for each
+    # partition travel; the rest read their bucket.
+    keys = ids_lib.from_numpy(users[:, 0].astype(np.int64))
+    owner = np.asarray(_device_hash.partition(keys, 2))
+    buckets = np.asarray(batch["user_embedding"].buckets)[
+        np.asarray(batch["user_embedding"].ids.valid)
+    ]
+    served = np.asarray(full).copy()
+    share = BATCH // 2
+    overflows = 0
+    for device in range(2):
+        for part in range(2):
+            entries = [
+                i
+                for i in range(device * share, (device + 1) * share)
+                if owner[i] == part
+            ]
+            for i in entries[limit:]:
+                served[i] = np.asarray(before["user_embedding"].static.values)[
+                    buckets[i]
+                ]
+                overflows += 1
+    assert overflows > 0
+    np.testing.assert_array_equal(np.asarray(emb), served)
+    stats = fc.summary(jax.device_get(after))["user_embedding"]
+    assert stats["exchange_overflows"] == overflows
+
+
+def test_suggested_limits_leave_no_overflow():
+    cols = columns(8)
+    batches = []
+    for step in range(3):
+        features, masks = raw_batch(step)
+        batches.append(fc.prepare(features, cols, adaptive_mask_tensors=masks))
+    limits = sharding.suggest_limits(batches, cols, devices=4, margin=1.0)
+    # The model: the most entries one device sends one partition, to a multiple of 8.
+    for column in cols:
+        most = 0
+        for batch in batches:
+            inputs = batch[column.name]
+            valid = np.array(inputs.ids.valid)
+            if inputs.to_dynamic is not None:
+                valid &= np.asarray(inputs.to_dynamic)
+            owner = np.asarray(_device_hash.partition(inputs.ids.values, 8))
+            device = np.asarray(inputs.ids.row_ids) // (BATCH // 4)
+            pairs = device[valid] * 8 + owner[valid]
+            most = max(most, np.bincount(pairs).max())
+        assert limits[column.name] == -(-most // 8) * 8
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
+    layout = sharding.Layout(mesh, "data", limits=limits)
+    _, state = train(cols, layout, steps=3, size=32)
+    for name in limits:
+        assert fc.summary(state)[name]["exchange_overflows"] == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (None, 4),
+        pytest.param(4, 8, marks=pytest.mark.slow),
+        (8, 2),
+        pytest.param(4, None, marks=pytest.mark.slow),
+    ],
+)
+def test_relayout_onto_other_partitions_keeps_the_lookups(source, target):
+    cols_from, cols_to = columns(source), columns(target)
+    _, state = train(cols_from, steps=3)
+    moved = checkpoint.relayout(state, fc.init_state(cols_to, FTRL, jax.random.key(5)))
+    queries = {"user": np.arange(100)[:, None], "item": np.arange(100)[:, None]}
+    masks = {"user": np.ones(100, np.int32)}
+
+    def read(cols, state):
+        emb, _, _ = fc.input_layer(
+            queries, cols, state, optimizer=FTRL, adaptive_mask_tensors=masks
+        )
+        return np.asarray(emb)
+
+    np.testing.assert_array_equal(read(cols_to, moved), read(cols_from, state))
+    # The rows keep their counters (the item column's sketch of another shape
+    # starts empty: counts of ids without a row are not kept).
+    keys = ids_lib.from_numpy(np.arange(100, dtype=np.int64))
+    np.testing.assert_array_equal(
+        fc.counts(moved, cols_to[0], keys), fc.counts(state, cols_from[0], keys)
+    )
+    for name in ("user_embedding", "item_embedding"):
+        want = fc.summary(state)[name]["live_rows"]
+        assert fc.summary(moved)[name]["live_rows"] == want
+
+
+def test_relayout_refuses_a_partition_too_small():
+    _, state = train(columns(), steps=3)
+    target = fc.init_state(columns(4, capacity=8), FTRL, jax.random.key(5))
+    with pytest.raises(checkpoint.CheckpointError, match="column 'user_embedding'"):
+        checkpoint.relayout(state, target)
+
+
+@pytest.mark.parametrize("bad", [0, -1, _device_hash.VIRTUAL_BUCKETS + 1, 2.0])
+def test_a_bad_partition_num_names_the_option(bad):
+    with pytest.raises(ValueError, match="column 'user'.*partition_num"):
+        fc.categorical_column_with_embedding("user", partition_num=bad)
+
+
+def test_a_mesh_axis_that_does_not_divide_the_partitions_is_refused():
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
+    layout = sharding.Layout(mesh, "data")
+    cols = columns(6)
+    state = fc.init_state(cols, FTRL, jax.random.key(0))
+    with pytest.raises(ValueError, match="column 'user'.*axis 'data'.*4 devices"):
+        layout.place(state, cols)
+    features, masks = raw_batch(0)
+    with pytest.raises(ValueError, match="axis 'data'"):
+        sharding.prepare(features, cols, layout, adaptive_mask_tensors=masks)
+    unpartitioned = columns()
+    with pytest.raises(ValueError, match="column 'user'.*needs partition_num"):
+        layout.place(
+            fc.init_state(unpartitioned, FTRL, jax.random.key(0)), unpartitioned
+        )
+
+
+def test_a_bad_layout_names_the_axis_or_option():
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    with pytest.raises(ValueError, match="axis 'model' is not an axis"):
+        sharding.Layout(mesh, "model")
+    with pytest.raises(ValueError, match=r"limits\['user_embedding'\]"):
+        sharding.Layout(mesh, "data", limits={"user_embedding": 0})
+    cpu, other = jax.devices()[0], types.SimpleNamespace(platform="gpu", id=99)
+    mixed = types.SimpleNamespace(
+        axis_names=("data",), devices=np.array([cpu, other], object)
+    )
+    with pytest.raises(ValueError, match="mixes devices of kinds"):
+        sharding.Layout(mixed, "data")
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_refused():
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
+    layout = sharding.Layout(mesh, "data")
+    cols = columns(4)
+    features = {"user": np.arange(6)[:, None], "item": np.arange(6)[:, None]}
+    with pytest.raises(ValueError, match="6 examples does not split evenly"):
+        sharding.prepare(
+            features, cols, layout, adaptive_mask_tensors={"user": np.ones(6, np.int32)}
+        )
+
+
+WORKER = pathlib.Path(__file__).parent / "multihost_worker.py"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow  # two fresh processes compile everything anew: about 90 s
+def test_two_processes_train_like_one(reference, tmp_path):
+    port, out = free_port(), tmp_path / "out.npz"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(process), str(port), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for process in (0, 1)
+    ]
+    logs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0], "\n".join(logs)
+    got = np.load(out)
+    ref_embeddings, ref_export = reference
+    np.testing.assert_allclose(got["embeddings"], ref_embeddings, atol=TOLERANCE)
+    for name, want in ref_export.columns.items():
+        keys = got[f"{name}.keys"]
+        order_want, order_got = np.argsort(want.keys), np.argsort(keys)
+        np.testing.assert_array_equal(keys[order_got], want.keys[order_want])
+        np.testing.assert_allclose(
+            got[f"{name}.values"][order_got], want.values[order_want], atol=TOLERANCE
+        )
+        if want.static is not None:
+            np.testing.assert_allclose(
+                got[f"{name}.static"], want.static, atol=TOLERANCE
+            )
