@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.bench-installed
 
-.PHONY: venv demo test test-all bench lint format clean
+.PHONY: venv demo demo-more test test-all bench lint format clean
 
 venv: $(INSTALLED)
 
@@ -13,10 +13,15 @@ venv: $(INSTALLED)
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "adaptive_jax needs Python >= 3.11, got " + sys.version' 
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples]'
 	@touch $@
 
+# The CTR example on the default synthetic data (made on first use, in the user's
+# cache): four kinds of embedding columns, a table, ctr_out/ctr.json and ctr.png.
 demo: venv
+	$(BIN)/python -m adaptive_jax.examples.ctr
+
+demo-more: venv
 	@echo "== DeepRec's adaptive-embedding seed program, in adaptive_jax =="
 	$(BIN)/python examples/seed_example.py
 	@echo "== An adaptive column with no mask: admission, eviction, statistics =="
@@ -33,7 +38,7 @@ test-all: venv
 
 # The benchmarks compare with TensorFlow: the `bench` extra installs it.
 $(BENCH_INSTALLED): $(INSTALLED)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples,bench]'
 	@touch $@
 
 bench: $(BENCH_INSTALLED)
@@ -51,4 +56,4 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) ctr_out .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -84,7 +84,8 @@ def parser() -> argparse.ArgumentParser:
         value = getattr(defaults, field.name)
         extra = {"choices": variants.MIGRATIONS} if field.name == "migration" else {}
         m.add_argument("--" + field.name.replace("_", "-"), type=type(value),
-                       default=value, **extra)  # fmt: skip
+                       default=value, help="default: %(default)s (see "
+                       "variants.Settings)", **extra)  # fmt: skip
     m.add_argument("--batch-size", type=int, default=1024)
     m.add_argument("--seed", type=int, default=0, help="of the model's init")
     o = p.add_argument_group("outputs")
@@ -202,7 +203,9 @@ def _settings_of(variant: str, settings: variants.Settings) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in common + relevant}
 
 
-def _scan(files: Dataset, args: argparse.Namespace) -> tuple[variants.IdCounts, int]:
+def check_and_scan(
+    files: Dataset, args: argparse.Namespace
+) -> tuple[variants.IdCounts, int]:
     """Counts the training ids, and checks both splits hold examples.
 
     Raises:
@@ -238,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot_path = args.plot or args.output_dir / "ctr.png"
         for path in (json_path, plot_path):
             path.parent.mkdir(parents=True, exist_ok=True)
-        counts, test_examples = _scan(files, args)
+        counts, test_examples = check_and_scan(files, args)
     except (UsageError, ValueError, OSError) as error:
         p.print_usage(sys.stderr)
         print(f"{p.prog}: error: {error}", file=sys.stderr)
