@@ -63,6 +63,7 @@ def plot(
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib import ticker
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for axis, key, label in (
@@ -91,6 +92,8 @@ def plot(
                     r[key] / 1e6, r["auc"], marker, markersize=9, label=r["variant"]
                 )
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        axis.xaxis.set_minor_formatter(ticker.NullFormatter())
         axis.set_xlabel(label)
         axis.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("test AUC")
