@@ -48,16 +48,17 @@ def _check_sane(result: dict, variant_names: list[str]) -> dict[str, dict]:
     return by_variant
 
 
-def test_static_and_adaptive_end_to_end(dataset, tmp_path, capsys):
+def test_adaptive_end_to_end(dataset, tmp_path, capsys):
+    # (The static variant runs end to end in the malformed-lines test; all four
+    # together, in the slow test below.)
     # Act
-    result = _run(dataset, tmp_path, ["static", "adaptive"])
+    result = _run(dataset, tmp_path, ["adaptive"])
 
     # Assert
     printed = capsys.readouterr().out
     assert "| adaptive |" in printed and "examples/s" in printed
-    by_variant = _check_sane(result, ["static", "adaptive"])
+    by_variant = _check_sane(result, ["adaptive"])
     assert by_variant["adaptive"]["promotions"] > 0
-    assert [r["variant"] for r in result["sweep"]] == ["static"]
     png = (tmp_path / "ctr.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) < 1_000_000
 
@@ -74,6 +75,7 @@ def test_four_variants_end_to_end(dataset, tmp_path):
     assert by_variant["dynamic"]["live_rows"] == distinct
     smaller = by_variant["adaptive"]["export_bytes"]
     assert smaller < by_variant["dynamic"]["export_bytes"]
+    assert [r["variant"] for r in result["sweep"]] == ["static"]
     assert (tmp_path / "ctr.png").read_bytes().startswith(b"\x89PNG")
 
 
