@@ -46,6 +46,9 @@ bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/hash_bench.py
 	$(BIN)/python benchmarks/optim_bench.py
 	$(BIN)/python benchmarks/step_bench.py
+	$(BIN)/python benchmarks/checkpoint_bench.py
+	$(BIN)/python benchmarks/export_bench.py
+	$(BIN)/python benchmarks/shard_bench.py
 
 lint: venv
 	$(BIN)/ruff format --check .

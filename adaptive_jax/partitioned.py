@@ -42,6 +42,20 @@ def stacked(tree: Any, num_partitions: int) -> Any:
     return jax.tree.map(lambda x: jnp.repeat(x[None], num_partitions, axis=0), tree)
 
 
+def each_partition(fn: Any) -> Any:
+    """`fn` mapped over the leading partition axis of its arguments. With one
+    partition here (P = devices), a plain call on the squeezed arguments: a
+    `vmap` of size 1 would copy the tables' index arrays every step."""
+
+    def mapped(*args):
+        if jax.tree.leaves(args)[0].shape[0] != 1:
+            return jax.vmap(fn)(*args)
+        out = fn(*jax.tree.map(lambda x: x[0], args))
+        return jax.tree.map(lambda x: x[None], out)
+
+    return mapped
+
+
 def partition_count(state: adaptive.ColumnState) -> int:
     """The partitions of a partitioned column's state on this device."""
     return state.dynamic.values.shape[0]
@@ -183,7 +197,7 @@ def lookup(
         return dynamic, sketch, values, flags, rows
 
     with jax.named_scope("aj.partitions"):
-        dynamic, sketch, values, flags, rows = jax.vmap(one_partition)(
+        dynamic, sketch, values, flags, rows = each_partition(one_partition)(
             state.dynamic, state.sketch, hi, lo, buckets, valid
         )
     state = state.replace(dynamic=dynamic, sketch=sketch)
@@ -239,7 +253,7 @@ def apply_gradients(
         adaptive.apply_dynamic, optimizer=dynamic_optimizer, step=state.step
     )
     with jax.named_scope("aj.partitions"):
-        dynamic = jax.vmap(update)(
+        dynamic = each_partition(update)(
             state.dynamic, residuals.dynamic_rows, _to_owners(sent, here, axis_name)
         )
     step = _numerics.saturating_add(state.step, jnp.int32(1))
@@ -259,7 +273,7 @@ def evict(
     evict_rows = functools.partial(
         eviction_lib.evict_rows, policies=policies, fresh_slots=fresh_slots
     )
-    dynamic, counts, age_sum = jax.vmap(evict_rows)(state.dynamic)
+    dynamic, counts, age_sum = each_partition(evict_rows)(state.dynamic)
 
     def total(x: jax.Array) -> jax.Array:
         x = jnp.sum(x)

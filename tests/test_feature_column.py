@@ -169,6 +169,18 @@ def test_a_promoted_id_first_outputs_its_buckets_learnt_value():
     np.testing.assert_allclose(np.asarray(emb)[0], learnt, rtol=1e-6)
 
 
+def test_without_migration_a_promoted_id_starts_from_the_default_values():
+    column, opt, state = column_setup(migration="none")
+    for _ in range(2):  # the bucket learns while the id is static
+        _, state, _ = step(column, opt, state, [[11], [21]], [0, 0])
+    defaults = np.asarray(state["c_embedding"].default_values)
+    assert defaults.shape == (4096, 2)  # InitializerOption's default_value_dim
+    emb, state, _ = step(column, opt, state, [[11], [4096 + 7]], [1, 1])
+    np.testing.assert_array_equal(np.asarray(emb), defaults[[11, 7]])
+    learnt = np.asarray(state["c_embedding"].static.values)[bucket_of(11)]
+    assert not np.allclose(np.asarray(emb)[0], learnt)
+
+
 def test_warm_migration_keeps_the_copied_value_under_a_zero_gradient():
     column, opt, state = column_setup(migration="warm")
     emb, state, _ = step(column, opt, state, [[11]], [1], d_emb=jnp.zeros((1, 2)))
