@@ -215,6 +215,37 @@ def dynamic_lookup(
     return dynamic, sketch, DynamicLookup(rows, trained, read, refused)
 
 
+def dynamic_read(
+    state: ColumnState,
+    dynamic: ev_lib.EmbeddingVariable,
+    sketch: _sketch.Sketch | None,
+    keys: ids_lib.Ids,
+    buckets: jax.Array,
+    routed: jax.Array,
+    *,
+    optimizer: Any,
+    migration: str,
+    admission: Any,
+) -> tuple[ev_lib.EmbeddingVariable, _sketch.Sketch | None, DynamicLookup, jax.Array]:
+    """`dynamic_lookup` with the column's static table, default values and step,
+    and the values its entries read (`[n, dim]`, zeros where they read none)."""
+    dynamic, sketch, found = dynamic_lookup(
+        dynamic,
+        sketch,
+        keys,
+        buckets,
+        routed,
+        static=state.static,
+        default_values=state.default_values,
+        step=state.step,
+        optimizer=optimizer,
+        migration=migration,
+        admission=admission,
+    )
+    values = ev_lib.gather(dynamic, jnp.where(found.read, found.rows, dynamic.capacity))
+    return dynamic, sketch, found, values
+
+
 def routing(
     state: ColumnState, inputs: ColumnIds, admission: Any
 ) -> tuple[jax.Array, bool]:
@@ -323,24 +354,19 @@ def lookup(
     dynamic_rows = jnp.zeros(inputs.ids.valid.shape, jnp.int32)
     if state.dynamic is not None:
         routed, by_policy = routing(state, inputs, admission)
-        dynamic, sketch, found = dynamic_lookup(
+        dynamic, sketch, found, dynamic_values = dynamic_read(
+            state,
             state.dynamic,
             state.sketch,
             inputs.ids.values,
             inputs.buckets,
             routed,
-            static=state.static,
-            default_values=state.default_values,
-            step=state.step,
             optimizer=dynamic_optimizer,
             migration=migration,
             admission=admission if by_policy else None,
         )
         state = state.replace(dynamic=dynamic, sketch=sketch)
         dynamic_rows = jnp.where(found.trained, found.rows, dynamic.capacity)
-        dynamic_values = ev_lib.gather(
-            dynamic, jnp.where(found.read, found.rows, dynamic.capacity)
-        )
     embeddings, state, static_rows, scale = serve(
         state,
         inputs,

@@ -172,21 +172,16 @@ def lookup(
     hi, lo, buckets, valid = (_to_owners(x, here, axis_name) for x in sent)
 
     def one_partition(dynamic, sketch, hi, lo, buckets, valid):
-        dynamic, sketch, found = adaptive.dynamic_lookup(
+        dynamic, sketch, found, values = adaptive.dynamic_read(
+            state,
             dynamic,
             sketch,
             ids_lib.Ids(hi, lo),
             buckets,
             valid,
-            static=state.static,
-            default_values=state.default_values,
-            step=state.step,
             optimizer=dynamic_optimizer,
             migration=migration,
             admission=admission if by_policy else None,
-        )
-        values = ev_lib.gather(
-            dynamic, jnp.where(found.read, found.rows, dynamic.capacity)
         )
         flags = (
             jnp.where(found.trained, _TRAINED, 0)

@@ -8,7 +8,9 @@ model, and the model's init), on the same data: the four variants of
 `adaptive_jax.examples.ctr` (static, dynamic, filtered, adaptive with
 migration "deeprec"), the adaptive variant under each other migration of
 `adaptive.MIGRATIONS` ("warm", "copy", "none": new rows from the initializer),
-and the static variant at each size of the `hash_bucket_size` sweep. Prints a
+and the static variant at each size of the `hash_bucket_size` sweep; with the
+cold-start curve, the AUC of the test examples holding 0, 1, 2 and 3 or more
+ids first seen late in the stream. Prints a
 JSON line per run, then a `summary` line: per configuration the mean and the
 standard deviation over seeds, and per seed the targets:
 
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from adaptive_jax import adaptive, data
-from adaptive_jax.examples.ctr import run, variants
+from adaptive_jax.examples.ctr import run, train, variants
 
 SWEEP = (2**15, 2**16, 2**17, 2**18)
 
@@ -79,6 +81,8 @@ def _runs(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     for variant, config, name in configs:
         result = run.run_variant(variant, config, counts, files, options)
         result |= {"name": name, "seed": seed, "examples": counts.examples}
+        for late, auc in (result["auc_by_late_ids"] or {}).items():
+            result[f"auc_late_ids_{late}"] = auc  # the cold-start curve
         print(json.dumps(result), flush=True)
         results.append(result)
     return results
@@ -105,7 +109,9 @@ def _targets(results: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _spread(values: list[float]) -> dict[str, float]:
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
 
@@ -118,12 +124,15 @@ def main(argv: Sequence[str]) -> None:
         every += results
         targets[seed] = _targets(results)
         print(json.dumps({"targets": targets[seed], "seed": seed}), flush=True)
-    fields = ("auc", "log_loss", "auc_late_ids", "param_bytes", "export_bytes",
-              "examples_per_s")  # fmt: skip
+    curve = tuple(f"auc_late_ids_{late}" for late in train.LATE_ID_BINS)
+    fields = ("auc", "log_loss", "auc_late_ids", *curve, "param_bytes",
+              "export_bytes", "examples_per_s")  # fmt: skip
     names = dict.fromkeys(r["name"] for r in every)
     summary = {
         name: {
-            f: _spread([r[f] for r in every if r["name"] == name and r[f] is not None])
+            f: _spread(
+                [r[f] for r in every if r["name"] == name and r.get(f) is not None]
+            )
             for f in fields
         }
         for name in names

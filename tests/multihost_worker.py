@@ -20,7 +20,6 @@ import jax  # noqa: E402
 
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
@@ -44,7 +43,7 @@ def main(process: int, port: int, out: str) -> None:
     assert jax.device_count() == 8 and jax.local_device_count() == 4
     # The stream and columns of test_sharding, which touch devices on import.
     sys.path.insert(0, os.path.dirname(__file__))
-    from test_sharding import BATCH, FTRL, columns, raw_batch
+    from test_sharding import BATCH, FTRL, columns, raw_batch, train_step
 
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
     layout = sharding.Layout(mesh, "data")
@@ -56,14 +55,7 @@ def main(process: int, port: int, out: str) -> None:
         batch = sharding.prepare(
             features, cols, layout, adaptive_mask_tensors=masks, size=16
         )
-        emb, state, residuals = fc.input_layer(
-            batch, cols, state, optimizer=FTRL, layout=layout
-        )
-        grad = (1 - jnp.tanh(emb) ** 2) * jax.random.normal(
-            jax.random.key(step), emb.shape
-        )
-        state = fc.apply_gradients(state, residuals, grad, cols, FTRL, layout=layout)
-        state = fc.maybe_evict(state, cols, FTRL, every=2, layout=layout)
+        emb, state = train_step(cols, state, batch, step, layout)
         outputs.append(multihost_utils.process_allgather(emb, tiled=True))
     state = multihost_utils.process_allgather(state, tiled=True)
     if process == 0:

@@ -8,6 +8,7 @@ import pytest
 
 from adaptive_jax import data
 from adaptive_jax.examples import ctr
+from adaptive_jax.examples.ctr import train as ctr_train
 from adaptive_jax.examples.ctr import variants
 
 NUM_TRAIN, NUM_TEST = 3_000, 1_000
@@ -42,6 +43,7 @@ def _check_sane(result: dict, variant_names: list[str]) -> dict[str, dict]:
         assert 0.5 < r["auc"] < 1.0, r
         assert 0.0 < r["log_loss"] < 1.0, r
         assert 0.0 < r["auc_late_ids"] < 1.0, r
+        assert list(r["auc_by_late_ids"]) == ["0", "1", "2", "3+"], r
         assert 0 < r["export_bytes"] < r["param_bytes"]
         assert r["examples_per_s"] > 0
         assert r["test_examples"] == NUM_TEST
@@ -110,6 +112,7 @@ def test_malformed_lines_are_skipped_with_a_warning(tmp_path, capsys):
     (static,) = result["variants"]
     assert result["data"]["train_examples"] == 256  # 299 good lines, whole batches
     assert static["auc_late_ids"] is None  # no ground truth for a user's files
+    assert static["auc_by_late_ids"] is None
     assert not (tmp_path / "ctr.png").exists()
 
 
@@ -146,3 +149,36 @@ def test_stack_prefixes_each_column():
     stacked = variants.stack(ids)
     assert stacked.shape == (2 * 26, 1)
     assert stacked[25, 0] == "C26:7" and set(stacked[26:, 0]) == {""}
+
+
+def _pairwise_auc(labels, scores):
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (
+        pos[:, None] == neg[None, :]
+    ).sum()
+    return wins / (pos.size * neg.size)
+
+
+def test_the_cold_start_curve_bins_examples_by_their_late_ids():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400).astype(np.float32)
+    scores = np.clip(labels * 0.3 + rng.uniform(0, 0.7, 400), 0.01, 0.99)
+    late = rng.integers(0, 6, 400).astype(np.uint8)
+    late[late == 2] = 1  # no example with exactly 2: one class missing -> None
+
+    result = ctr_train.scores(labels, scores, late)
+
+    curve = result["auc_by_late_ids"]
+    assert curve["0"] == pytest.approx(
+        _pairwise_auc(labels[late == 0], scores[late == 0])
+    )
+    assert curve["1"] == pytest.approx(
+        _pairwise_auc(labels[late == 1], scores[late == 1])
+    )
+    assert curve["2"] is None
+    assert curve["3+"] == pytest.approx(
+        _pairwise_auc(labels[late >= 3], scores[late >= 3])
+    )
+    assert result["auc_late_ids"] == pytest.approx(
+        _pairwise_auc(labels[late > 0], scores[late > 0])
+    )

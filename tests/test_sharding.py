@@ -70,16 +70,20 @@ def train(cols, layout=None, steps=4, size=128):
             batch = sharding.prepare(
                 features, cols, layout, adaptive_mask_tensors=masks, size=size
             )
-        emb, state, residuals = fc.input_layer(
-            batch, cols, state, optimizer=FTRL, layout=layout
-        )
-        grad = (1 - jnp.tanh(emb) ** 2) * jax.random.normal(
-            jax.random.key(step), emb.shape
-        )
-        state = fc.apply_gradients(state, residuals, grad, cols, FTRL, layout=layout)
-        state = fc.maybe_evict(state, cols, FTRL, every=2, layout=layout)
+        emb, state = train_step(cols, state, batch, step, layout)
         outputs.append(np.asarray(emb))
     return np.stack(outputs), jax.device_get(state)
+
+
+def train_step(cols, state, batch, step, layout):
+    """One step: the lookup, a gradient that depends on the embeddings, the
+    update, and eviction every 2 steps."""
+    emb, state, residuals = fc.input_layer(
+        batch, cols, state, optimizer=FTRL, layout=layout
+    )
+    grad = (1 - jnp.tanh(emb) ** 2) * jax.random.normal(jax.random.key(step), emb.shape)
+    state = fc.apply_gradients(state, residuals, grad, cols, FTRL, layout=layout)
+    return emb, fc.maybe_evict(state, cols, FTRL, every=2, layout=layout)
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,9 @@ class Dataset:
     Attributes:
       train: the training files, in order.
       test: the test files, in order.
-      late: `[test examples] bool`, the test examples with late ids, where the
-        data is synthetic (its ground truth); else None.
+      late: `[test examples] uint8`, how many ids first seen late in the
+        stream each test example holds, where the data is synthetic (its
+        ground truth); else None.
       meta: the synthetic data's metadata, or None.
     """
 
@@ -117,7 +118,7 @@ def dataset(args: argparse.Namespace) -> Dataset:
         num_test=args.num_test,
         seed=args.data_seed,
     )
-    late = files.ground_truth("test").late_ids > 0
+    late = files.ground_truth("test").late_ids
     return Dataset((files.train,), (files.test,), late, files.metadata())
 
 

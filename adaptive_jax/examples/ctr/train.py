@@ -219,19 +219,30 @@ def predict(
     return np.concatenate(labels), np.concatenate(probabilities)
 
 
+LATE_ID_BINS = ("0", "1", "2", "3+")  # late ids per example: the cold-start curve
+
+
 def scores(
     labels: np.ndarray, probabilities: np.ndarray, late: np.ndarray | None
-) -> dict[str, float | None]:
-    """AUC and log loss, and the AUC of the examples with late ids (`late`
-    selects them; None without ground truth). An AUC is None where its
-    examples hold one class only."""
-    return {
+) -> dict[str, Any]:
+    """AUC and log loss; with `late` (how many late ids each example holds,
+    None without ground truth), the AUC of the examples with late ids and the
+    cold-start curve: the AUC of the examples with 0, 1, 2 and 3 or more late
+    ids. An AUC is None where its examples hold one class only."""
+    result = {
         "auc": _auc(labels, probabilities),
         "log_loss": metrics.log_loss(labels, probabilities),
-        "auc_late_ids": None
-        if late is None
-        else _auc(labels[late], probabilities[late]),
+        "auc_late_ids": None,
+        "auc_by_late_ids": None,
     }
+    if late is not None:
+        bins = np.minimum(late, len(LATE_ID_BINS) - 1)
+        result["auc_late_ids"] = _auc(labels[late > 0], probabilities[late > 0])
+        result["auc_by_late_ids"] = {
+            name: _auc(labels[bins == i], probabilities[bins == i])
+            for i, name in enumerate(LATE_ID_BINS)
+        }
+    return result
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
