@@ -43,24 +43,24 @@ def main(process: int, port: int, out: str) -> None:
     assert jax.device_count() == 8 and jax.local_device_count() == 4
     # The stream and columns of test_sharding, which touch devices on import.
     sys.path.insert(0, os.path.dirname(__file__))
-    from test_sharding import BATCH, FTRL, columns, raw_batch, train_step
+    from test_sharding import BATCH, DENSE, FTRL, columns, raw_batch, train_step
 
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
     layout = sharding.Layout(mesh, "data")
     cols = columns(8)
     state = layout.place(fc.init_state(cols, FTRL, jax.random.key(0)), cols)
-    outputs = []
+    dense, outputs = DENSE, []
     for step in range(STEPS):
         features, masks = half(*raw_batch(step), process, BATCH)
         batch = sharding.prepare(
             features, cols, layout, adaptive_mask_tensors=masks, size=16
         )
-        emb, state = train_step(cols, state, batch, step, layout)
+        emb, state, dense = train_step(cols, state, dense, batch, step, layout)
         outputs.append(multihost_utils.process_allgather(emb, tiled=True))
     state = multihost_utils.process_allgather(state, tiled=True)
     if process == 0:
         exported = export.export(state, cols, drop_zero_rows=False)
-        arrays = {"embeddings": np.stack(outputs)}
+        arrays = {"embeddings": np.stack(outputs), "dense": np.asarray(dense)}
         for name, column in exported.columns.items():
             arrays[f"{name}.keys"] = column.keys
             arrays[f"{name}.values"] = column.values

@@ -57,10 +57,12 @@ def raw_batch(step):
 
 
 def train(cols, layout=None, steps=4, size=128):
-    """Embeddings of each step and the final state, with eviction every 2 steps."""
+    """Embeddings of each step, the final state and the dense layer, with
+    eviction every 2 steps."""
     state = fc.init_state(cols, FTRL, jax.random.key(0))
     if layout is not None:
         state = layout.place(state, cols)
+    dense = DENSE
     outputs = []
     for step in range(steps):
         features, masks = raw_batch(step)
@@ -70,32 +72,44 @@ def train(cols, layout=None, steps=4, size=128):
             batch = sharding.prepare(
                 features, cols, layout, adaptive_mask_tensors=masks, size=size
             )
-        emb, state = train_step(cols, state, batch, step, layout)
+        emb, state, dense = train_step(cols, state, dense, batch, step, layout)
         outputs.append(np.asarray(emb))
-    return np.stack(outputs), jax.device_get(state)
+    return np.stack(outputs), jax.device_get(state), np.asarray(dense)
 
 
-def train_step(cols, state, batch, step, layout):
-    """One step: the lookup, a gradient that depends on the embeddings, the
-    update, and eviction every 2 steps."""
+DENSE = np.full((7, 3), 0.2, np.float32)  # a dense layer over the 4 + 3 dims
+
+
+def train_step(cols, state, dense, batch, step, layout):
+    """One step of a model with a dense layer (data parallel: under a layout
+    the embeddings arrive split over the batch): the lookup, the gradients of
+    a loss that depends on the embeddings and the layer, the sparse update,
+    SGD on the layer, and eviction every 2 steps."""
     emb, state, residuals = fc.input_layer(
         batch, cols, state, optimizer=FTRL, layout=layout
     )
-    grad = (1 - jnp.tanh(emb) ** 2) * jax.random.normal(jax.random.key(step), emb.shape)
-    state = fc.apply_gradients(state, residuals, grad, cols, FTRL, layout=layout)
-    return emb, fc.maybe_evict(state, cols, FTRL, every=2, layout=layout)
+    noise = jax.random.normal(jax.random.key(step), (emb.shape[0], DENSE.shape[1]))
+
+    def loss(emb, dense):
+        return jnp.sum(jnp.tanh(emb @ dense) * noise)
+
+    d_emb, d_dense = jax.jit(jax.grad(loss, argnums=(0, 1)))(emb, dense)
+    state = fc.apply_gradients(state, residuals, d_emb, cols, FTRL, layout=layout)
+    state = fc.maybe_evict(state, cols, FTRL, every=2, layout=layout)
+    return emb, state, dense - 0.1 * d_dense
 
 
 @pytest.fixture(scope="module")
 def reference():
     cols = columns()
-    embeddings, state = train(cols)
-    return embeddings, export.export(state, cols, drop_zero_rows=False)
+    embeddings, state, dense = train(cols)
+    return embeddings, export.export(state, cols, drop_zero_rows=False), dense
 
 
-def assert_same_training(reference, embeddings, state, cols):
-    ref_embeddings, ref_export = reference
+def assert_same_training(reference, embeddings, state, dense, cols):
+    ref_embeddings, ref_export, ref_dense = reference
     np.testing.assert_allclose(embeddings, ref_embeddings, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(dense, ref_dense, rtol=0, atol=TOLERANCE)
     exported = export.export(state, cols, drop_zero_rows=False)
     for name, want in ref_export.columns.items():
         got = exported.columns[name]
@@ -112,9 +126,9 @@ def assert_same_training(reference, embeddings, state, cols):
 @pytest.mark.parametrize("parts", [pytest.param(1, marks=pytest.mark.slow), 4])
 def test_partitions_on_one_device_train_like_one_table(reference, parts):
     cols = columns(parts)
-    embeddings, state = train(cols)
+    embeddings, state, dense = train(cols)
     assert state["user_embedding"].dynamic.values.shape[0] == parts
-    assert_same_training(reference, embeddings, state, cols)
+    assert_same_training(reference, embeddings, state, dense, cols)
 
 
 # 8 devices in `make test`; 1, 2 and 4 in `make test-all` (each mesh costs
@@ -127,8 +141,8 @@ def test_a_mesh_trains_like_one_device(reference, devices):
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
     layout = sharding.Layout(mesh, "data")
     cols = columns(8)
-    embeddings, state = train(cols, layout, size=128 // devices)
-    assert_same_training(reference, embeddings, state, cols)
+    embeddings, state, dense = train(cols, layout, size=128 // devices)
+    assert_same_training(reference, embeddings, state, dense, cols)
     summary = fc.summary(state)
     assert summary["user_embedding"]["exchange_overflows"] == 0
 
@@ -239,7 +253,7 @@ def test_suggested_limits_leave_no_overflow():
     limits = sharding.suggest_limits(sample_batches(cols), cols, devices=4)
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
     layout = sharding.Layout(mesh, "data", limits=limits)
-    _, state = train(cols, layout, steps=3, size=32)
+    _, state, _ = train(cols, layout, steps=3, size=32)
     for name in limits:
         assert fc.summary(state)[name]["exchange_overflows"] == 0
 
@@ -255,7 +269,7 @@ def test_suggested_limits_leave_no_overflow():
 )
 def test_relayout_onto_other_partitions_keeps_the_lookups(source, target):
     cols_from, cols_to = columns(source), columns(target)
-    _, state = train(cols_from, steps=3)
+    _, state, _ = train(cols_from, steps=3)
     moved = checkpoint.relayout(state, fc.init_state(cols_to, FTRL, jax.random.key(5)))
     queries = {"user": np.arange(100)[:, None], "item": np.arange(100)[:, None]}
     masks = {"user": np.ones(100, np.int32)}
@@ -279,7 +293,7 @@ def test_relayout_onto_other_partitions_keeps_the_lookups(source, target):
 
 
 def test_relayout_refuses_a_partition_too_small():
-    _, state = train(columns(), steps=3)
+    _, state, _ = train(columns(), steps=3)
     target = fc.init_state(columns(4, capacity=8), FTRL, jax.random.key(5))
     with pytest.raises(checkpoint.CheckpointError, match="column 'user_embedding'"):
         checkpoint.relayout(state, target)
@@ -359,8 +373,9 @@ def test_two_processes_train_like_one(reference, tmp_path):
     logs = [worker.communicate(timeout=600)[0] for worker in workers]
     assert [w.returncode for w in workers] == [0, 0], "\n".join(logs)
     got = np.load(out)
-    ref_embeddings, ref_export = reference
+    ref_embeddings, ref_export, ref_dense = reference
     np.testing.assert_allclose(got["embeddings"], ref_embeddings, atol=TOLERANCE)
+    np.testing.assert_allclose(got["dense"], ref_dense, atol=TOLERANCE)
     for name, want in ref_export.columns.items():
         keys = got[f"{name}.keys"]
         order_want, order_got = np.argsort(want.keys), np.argsort(keys)
