@@ -31,7 +31,7 @@ demo-more: venv
 
 # Two workers: the tests are mostly XLA compiles, one core each.
 test: venv lint
-	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 test-all: venv
 	$(BIN)/python -m pytest -q -n 2

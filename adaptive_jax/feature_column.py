@@ -605,18 +605,19 @@ def _evict_columns(
     return state
 
 
+@functools.partial(jax.jit, static_argnames=("columns", "optimizer", "every", "layout"))
 def _evicted(
-    state: Mapping[str, adaptive.ColumnState],
-    feature_columns: Sequence[EmbeddingColumn],
+    state: dict[str, adaptive.ColumnState],
+    *,
+    columns: tuple[EmbeddingColumn, ...],
     optimizer: Any,
     every: int | None,
     layout: Any,
 ) -> dict[str, adaptive.ColumnState]:
-    columns = tuple(ordered(feature_columns))
+    """`evict` and `maybe_evict`, jitted, so that they run fast eagerly too."""
     body = functools.partial(
         _evict_columns, columns=columns, optimizer=optimizer, every=every
     )
-    state = dict(state)
     if layout is None:
         return body(state)
     specs = layout.state_specs(state)
@@ -639,7 +640,10 @@ def evict(
       optimizer: the optimizer of the tables (evicted rows get fresh slots).
       layout: a `sharding.Layout`, or None.
     """
-    return _evicted(state, feature_columns, optimizer, None, layout)
+    columns = tuple(ordered(feature_columns))
+    return _evicted(
+        dict(state), columns=columns, optimizer=optimizer, every=None, layout=layout
+    )
 
 
 def maybe_evict(
@@ -654,7 +658,10 @@ def maybe_evict(
     jitted training step; otherwise a no-op."""
     if every < 1:
         raise ValueError(f"maybe_evict: every must be >= 1, got {every}")
-    return _evicted(state, feature_columns, optimizer, every, layout)
+    columns = tuple(ordered(feature_columns))
+    return _evicted(
+        dict(state), columns=columns, optimizer=optimizer, every=every, layout=layout
+    )
 
 
 def summary(state: Mapping[str, adaptive.ColumnState]) -> dict[str, dict]:

@@ -80,6 +80,16 @@ def train(cols, layout=None, steps=4, size=128):
 DENSE = np.full((7, 3), 0.2, np.float32)  # a dense layer over the 4 + 3 dims
 
 
+@jax.jit
+def model_gradients(emb, dense, noise):
+    """The gradients of a loss that depends on the embeddings and the layer."""
+
+    def loss(emb, dense):
+        return jnp.sum(jnp.tanh(emb @ dense) * noise)
+
+    return jax.grad(loss, argnums=(0, 1))(emb, dense)
+
+
 def train_step(cols, state, dense, batch, step, layout):
     """One step of a model with a dense layer (data parallel: under a layout
     the embeddings arrive split over the batch): the lookup, the gradients of
@@ -89,11 +99,7 @@ def train_step(cols, state, dense, batch, step, layout):
         batch, cols, state, optimizer=FTRL, layout=layout
     )
     noise = jax.random.normal(jax.random.key(step), (emb.shape[0], DENSE.shape[1]))
-
-    def loss(emb, dense):
-        return jnp.sum(jnp.tanh(emb @ dense) * noise)
-
-    d_emb, d_dense = jax.jit(jax.grad(loss, argnums=(0, 1)))(emb, dense)
+    d_emb, d_dense = model_gradients(emb, dense, noise)
     state = fc.apply_gradients(state, residuals, d_emb, cols, FTRL, layout=layout)
     state = fc.maybe_evict(state, cols, FTRL, every=2, layout=layout)
     return emb, state, dense - 0.1 * d_dense
