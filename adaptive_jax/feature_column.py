@@ -682,22 +682,27 @@ def counts(
     flat = ids_lib.as_ids(keys).reshape(-1)
     parts = column.categorical_column.partition_num
     if parts is None:
-        return _counts(column_state.dynamic.table, column_state.sketch, flat)
+        return np.asarray(
+            _counts(column_state.dynamic.table, column_state.sketch, flat)
+        )
     owner = np.asarray(_device_hash.partition(flat, parts))
     result = np.zeros(owner.shape, np.int32)
     for p in range(parts):
         table = jax.tree.map(lambda x, p=p: x[p], column_state.dynamic.table)
         sketch = jax.tree.map(lambda x, p=p: x[p], column_state.sketch)
-        result = np.where(owner == p, _counts(table, sketch, flat), result)
+        result = np.where(owner == p, np.asarray(_counts(table, sketch, flat)), result)
     return result
 
 
+@jax.jit
 def _counts(
     table: table_lib.DynamicTable, sketch: _sketch.Sketch | None, keys: ids_lib.Ids
-) -> np.ndarray:
-    rows = np.asarray(table_lib.lookup(table, keys))
-    freq = np.asarray(table.freq)[np.maximum(rows, 0)]
-    sketched = np.zeros_like(rows)
+) -> jax.Array:
+    """Each key's row `freq`, else its sketch count, else 0; jitted (eagerly,
+    the probe would run op by op)."""
+    rows = table_lib.lookup(table, keys)
+    freq = table.freq[jnp.maximum(rows, 0)]
+    sketched = jnp.zeros_like(rows)
     if sketch is not None:
-        sketched = np.asarray(_sketch.estimate(sketch, keys))
-    return np.where(rows >= 0, freq, sketched)
+        sketched = _sketch.estimate(sketch, keys).astype(rows.dtype)
+    return jnp.where(rows >= 0, freq, sketched)

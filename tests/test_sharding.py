@@ -268,6 +268,18 @@ def test_suggested_limits_leave_no_overflow():
         assert fc.summary(state)[name]["exchange_overflows"] == 0
 
 
+def looked_up(cols):
+    """A state with rows in both tables (promoted from their buckets, admitted
+    by the filter, counted): the lookups of 3 batches, without training."""
+    state = fc.init_state(cols, FTRL, jax.random.key(0))
+    for step in (0, 1, 0):
+        features, masks = raw_batch(step)
+        _, state, _ = fc.input_layer(
+            features, cols, state, optimizer=FTRL, adaptive_mask_tensors=masks
+        )
+    return state
+
+
 @pytest.mark.parametrize(
     ("source", "target"),
     [
@@ -279,7 +291,7 @@ def test_suggested_limits_leave_no_overflow():
 )
 def test_relayout_onto_other_partitions_keeps_the_lookups(source, target):
     cols_from, cols_to = columns(source), columns(target)
-    _, state, _ = train(cols_from, steps=3)
+    state = looked_up(cols_from)
     moved = checkpoint.relayout(state, fc.init_state(cols_to, FTRL, jax.random.key(5)))
     queries = {"user": np.arange(100)[:, None], "item": np.arange(100)[:, None]}
     masks = {"user": np.ones(100, np.int32)}
@@ -303,7 +315,7 @@ def test_relayout_onto_other_partitions_keeps_the_lookups(source, target):
 
 
 def test_relayout_refuses_a_partition_too_small():
-    _, state, _ = train(columns(), steps=3)
+    state = looked_up(columns())
     target = fc.init_state(columns(4, capacity=8), FTRL, jax.random.key(5))
     with pytest.raises(checkpoint.CheckpointError, match="column 'user_embedding'"):
         checkpoint.relayout(state, target)
