@@ -129,8 +129,8 @@ def assert_same_training(reference, embeddings, state, dense, cols):
             np.testing.assert_allclose(got.static, want.static, atol=TOLERANCE)
 
 
-# On one device, P = 1 and 4 run in `make test-all`; `make test` trains with
-# P = 4 on one device in the relayout test.
+# On one device, P = 1 and 4 run in `make test-all`; in `make test`, the
+# overflow test holds 2 partitions per device (the mapped path).
 @pytest.mark.parametrize(
     "parts", [pytest.param(p, marks=pytest.mark.slow) for p in (1, 4)]
 )
@@ -173,10 +173,13 @@ def test_the_partition_moves_whole_virtual_buckets():
     assert len(np.unique(eight)) == 8  # and they spread
 
 
+OVERFLOW_PARTITIONS = 4
+
+
 def overflow_setup(limit):
-    """Two users' steps on 2 devices, the second with buffers of `limit`."""
+    """A step on 2 devices of 2 partitions each; then buffers of `limit`."""
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
-    cols = columns(2)[:1]
+    cols = columns(OVERFLOW_PARTITIONS)[:1]
     wide = sharding.Layout(mesh, "data")
     narrow = sharding.Layout(mesh, "data", limits={"user_embedding": limit})
     state = wide.place(fc.init_state(cols, FTRL, jax.random.key(0)), cols)
@@ -202,7 +205,7 @@ def test_an_overflowing_buffer_serves_the_static_bucket_and_counts():
     # The model: on each device, the first `limit` entries bound for each
     # partition travel; the rest read their bucket.
     keys = ids_lib.from_numpy(users[:, 0].astype(np.int64))
-    owner = np.asarray(_device_hash.partition(keys, 2))
+    owner = np.asarray(_device_hash.partition(keys, OVERFLOW_PARTITIONS))
     buckets = np.asarray(batch["user_embedding"].buckets)[
         np.asarray(batch["user_embedding"].ids.valid)
     ]
@@ -210,7 +213,7 @@ def test_an_overflowing_buffer_serves_the_static_bucket_and_counts():
     share = BATCH // 2
     overflows = 0
     for device in range(2):
-        for part in range(2):
+        for part in range(OVERFLOW_PARTITIONS):
             entries = [
                 i
                 for i in range(device * share, (device + 1) * share)
@@ -286,7 +289,7 @@ def looked_up(cols):
         pytest.param(None, 4, marks=pytest.mark.slow),
         pytest.param(4, 8, marks=pytest.mark.slow),
         pytest.param(8, 2, marks=pytest.mark.slow),
-        (4, None),
+        pytest.param(4, None, marks=pytest.mark.slow),
     ],
 )
 def test_relayout_onto_other_partitions_keeps_the_lookups(source, target):
