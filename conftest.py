@@ -1,15 +1,30 @@
-"""Test settings: strict dtype and rank promotion, and 8 CPU devices for sharding.
+"""Test settings: strict dtype and rank promotion, 8 CPU devices for sharding,
+and one XLA compilation cache for the whole run.
 
 Strict promotion turns a silent int64 -> int32 or int -> float promotion into an
 error, so that the library's arithmetic on ids and rows stays in the dtypes it
-means.
+means. The compilation cache is shared, through the environment, by the
+pytest-xdist workers and the subprocesses of the multi-process tests, which
+compile many of the same programs; it is removed at the end of the run.
 """
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="aj_xla_")
+    os.environ["ADAPTIVE_JAX_TEST_CACHE_OWNER"] = str(os.getpid())
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_unconfigure(config):
+    """The process that made the cache removes it."""
+    if os.environ.get("ADAPTIVE_JAX_TEST_CACHE_OWNER") == str(os.getpid()):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
