@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from adaptive_jax import ids as ids_lib
 
@@ -20,13 +21,15 @@ _PARTITION_SEED = 0x5EED
 VIRTUAL_BUCKETS = 2**16  # partitions own whole virtual buckets
 
 
-def fmix32(x: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finaliser: a bijection of uint32 with full avalanche."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x85EBCA6B)
-    x = x ^ (x >> 13)
-    x = x * jnp.uint32(0xC2B2AE35)
-    return x ^ (x >> 16)
+def fmix32(x: jax.Array | np.ndarray) -> jax.Array | np.ndarray:
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 with full avalanche.
+    On jax or numpy uint32 arrays (the synthetic data generator uses it too)."""
+    uint32 = x.dtype.type
+    x = x ^ (x >> uint32(16))
+    x = x * uint32(0x85EBCA6B)
+    x = x ^ (x >> uint32(13))
+    x = x * uint32(0xC2B2AE35)
+    return x ^ (x >> uint32(16))
 
 
 def hash32(ids: ids_lib.Ids, seed: int) -> jax.Array:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from adaptive_jax._device_hash import fmix32
 from adaptive_jax.data import _spec
 
 _GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment
@@ -41,15 +42,6 @@ def mix64(x: np.ndarray) -> np.ndarray:
     x = x ^ (x >> 27)
     x = x * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> 31)
-
-
-def fmix32(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's finaliser: a bijection of uint32."""
-    x = x ^ (x >> 16)
-    x = x * np.uint32(0x85EBCA6B)
-    x = x ^ (x >> 13)
-    x = x * np.uint32(0xC2B2AE35)
-    return x ^ (x >> 16)
 
 
 def uniforms(seed: int, stream: int, feature: int, counters: np.ndarray) -> np.ndarray:
