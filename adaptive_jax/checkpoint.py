@@ -298,9 +298,9 @@ def relayout(source: dict, target: dict) -> dict:
 
 def _parts(dynamic: Any) -> list[Any]:
     """The partitions of a dynamic table (one when it is not partitioned)."""
-    if dynamic.values.ndim == 2:
-        return [dynamic]
-    return partitioned.partitions(dynamic)
+    if partitioned.is_partitioned(dynamic):
+        return partitioned.partitions(dynamic)
+    return [dynamic]
 
 
 def _moved_dynamic(source: Any, target: Any, name: str) -> Any:
@@ -333,9 +333,9 @@ def _moved_dynamic(source: Any, target: Any, name: str) -> Any:
                 },
             )
         )
-    if len(targets) == 1 and target.values.ndim == 2:
-        return targets[0]
-    return partitioned.joined(targets)
+    if partitioned.is_partitioned(target):
+        return partitioned.joined(targets)
+    return targets[0]
 
 
 def _moved_rows(target: Any, source: Any, rows: np.ndarray, name: str) -> Any:

@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from adaptive_jax import adaptive, feature_column, serving, statistics
+from adaptive_jax import adaptive, feature_column, partitioned, serving, statistics
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
 
@@ -120,7 +120,7 @@ class _Rows(NamedTuple):
 
 def _rows(dynamic: Any) -> _Rows:
     table = dynamic.table
-    if dynamic.values.ndim == 2:
+    if not partitioned.is_partitioned(dynamic):
         live = table_lib.live_rows(table)
         return _Rows(live, table.row_keys, table.freq, table.last_step, dynamic.values)
     live = jax.vmap(table_lib.live_rows)(table)

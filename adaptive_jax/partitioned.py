@@ -56,6 +56,11 @@ def each_partition(fn: Any) -> Any:
     return mapped
 
 
+def is_partitioned(dynamic: ev_lib.EmbeddingVariable | None) -> bool:
+    """Whether a dynamic table has a leading partition axis."""
+    return dynamic is not None and dynamic.values.ndim == 3
+
+
 def partition_count(state: adaptive.ColumnState) -> int:
     """The partitions of a partitioned column's state on this device."""
     return state.dynamic.values.shape[0]

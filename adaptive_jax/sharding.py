@@ -42,7 +42,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from adaptive_jax import _device_hash, adaptive
+from adaptive_jax import _device_hash, adaptive, partitioned
 from adaptive_jax import feature_column as fc
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import sparse as sparse_lib
@@ -119,7 +119,7 @@ class Layout:
         specs = {}
         for name, column_state in state.items():
             spec = jax.tree.map(lambda _: whole, column_state)
-            if _is_partitioned(column_state):
+            if partitioned.is_partitioned(column_state.dynamic):
                 spec = spec.replace(
                     dynamic=jax.tree.map(lambda _: split, column_state.dynamic),
                     sketch=jax.tree.map(lambda _: split, column_state.sketch),
@@ -161,10 +161,6 @@ class Layout:
 
     def split(self) -> P:
         return P(self.axis)
-
-
-def _is_partitioned(column_state: adaptive.ColumnState) -> bool:
-    return column_state.dynamic is not None and column_state.dynamic.values.ndim == 3
 
 
 def prepare(
