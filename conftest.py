@@ -20,6 +20,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax  # noqa: E402
 
+# Scripts that tests start in processes of their own, not test modules: importing
+# the multi-host worker would set this process's devices and collectives.
+collect_ignore = ["tests/multihost_worker.py", "tests/resume_worker.py"]
+
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

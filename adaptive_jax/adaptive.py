@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from adaptive_jax import _numerics, _sketch, combiners, statistics
+from adaptive_jax import _numerics, _sketch, combiners, static_split, statistics
 from adaptive_jax import ev as ev_lib
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
@@ -246,6 +246,16 @@ def dynamic_read(
     return dynamic, sketch, found, values
 
 
+def bucket_view(
+    state: ColumnState, values: jax.Array, slots: Any
+) -> tuple[ColumnState, jax.Array]:
+    """`(state, buckets)` in which entry i's bucket is row i of a stand-in
+    static table of `values` and `slots` (read from a table split by rows):
+    what new dynamic rows start from."""
+    view = StaticTable(values, slots, None)
+    return state.replace(static=view), jnp.arange(values.shape[0], dtype=jnp.int32)
+
+
 def routing(
     state: ColumnState, inputs: ColumnIds, admission: Any
 ) -> tuple[jax.Array, bool]:
@@ -270,6 +280,7 @@ def serve(
     no_permission_value: float,
     axis_name: str | None = None,
     exchange_overflows: jax.Array | None = None,
+    bucket_values: jax.Array | None = None,
 ) -> tuple[jax.Array, ColumnState, jax.Array, jax.Array]:
     """Each entry's value from its store, the statistics, the combination per
     example: `(embeddings, state, static_rows, scale)`.
@@ -277,7 +288,9 @@ def serve(
     `dynamic_values` and `dynamic` come from the dynamic table (None without
     one); the other entries read their static bucket, or in a plain dynamic
     column `no_permission_value`. Under `shard_map`, `axis_name` sums the
-    statistics over the devices.
+    statistics over the devices. `bucket_values` (`[n, dim]`): the entries'
+    buckets, read from a static table split by rows over `axis_name`
+    (`static_split.read`); None reads them from the whole table, here.
     """
     batch = inputs.ids
     valid = batch.valid
@@ -293,14 +306,16 @@ def serve(
     static_rows = jnp.zeros(valid.shape, jnp.int32)
     if state.static is not None:
         read_static = valid & ~trained
-        static_rows = jnp.where(
-            read_static, inputs.buckets, state.static.values.shape[0]
-        )
-        # Only the ids served by their buckets read the static table; the others
-        # read bucket 0, which stays in cache.
-        static_values = state.static.values.at[
-            jnp.where(read_static, inputs.buckets, 0)
-        ].get(mode="promise_in_bounds")
+        split = bucket_values is not None
+        buckets = static_split.num_buckets(state.static, axis_name if split else None)
+        static_rows = jnp.where(read_static, inputs.buckets, buckets)
+        static_values = bucket_values
+        if static_values is None:
+            # Only the ids served by their buckets read the static table; the
+            # others read bucket 0, which stays in cache.
+            static_values = state.static.values.at[
+                jnp.where(read_static, inputs.buckets, 0)
+            ].get(mode="promise_in_bounds")
         values = (
             static_values
             if values is None
@@ -332,6 +347,7 @@ def lookup(
     admission: Any = None,
     no_permission_value: float = 0.0,
     axis_name: str | None = None,
+    split_static: bool = False,
 ) -> tuple[jax.Array, ColumnState, Residuals]:
     """Embeddings of a batch: admit, insert (migrate), gather, combine. Jittable.
 
@@ -346,20 +362,32 @@ def lookup(
         row (not admitted yet, or no room).
       axis_name: under `shard_map` (a column without dynamic table on a mesh),
         the mesh axis, to sum the statistics over the devices.
+      split_static: the static table is split by rows over `axis_name`.
 
     Returns:
       `(embeddings [batch_size, dim], state, residuals)`.
     """
-    dynamic_values = found = None
+    dynamic_values = found = bucket_values = None
     dynamic_rows = jnp.zeros(inputs.ids.valid.shape, jnp.int32)
+    starts, buckets = state, inputs.buckets
+    if split_static and state.static is not None:
+        copy = state.dynamic is not None and migration == "copy"
+        bucket_values, bucket_slots = static_split.read(
+            state.static,
+            inputs.buckets,
+            inputs.ids.valid,
+            axis_name=axis_name,
+            with_slots=copy,
+        )
+        starts, buckets = bucket_view(state, bucket_values, bucket_slots)
     if state.dynamic is not None:
         routed, by_policy = routing(state, inputs, admission)
         dynamic, sketch, found, dynamic_values = dynamic_read(
-            state,
+            starts,
             state.dynamic,
             state.sketch,
             inputs.ids.values,
-            inputs.buckets,
+            buckets,
             routed,
             optimizer=dynamic_optimizer,
             migration=migration,
@@ -375,6 +403,7 @@ def lookup(
         combiner=combiner,
         no_permission_value=no_permission_value,
         axis_name=axis_name,
+        bucket_values=bucket_values,
     )
     residuals = Residuals(static_rows, dynamic_rows, inputs.ids.row_ids, scale)
     return embeddings, state, residuals
@@ -388,6 +417,7 @@ def apply_gradients(
     static_optimizer: Any,
     dynamic_optimizer: Any,
     axis_name: str | None = None,
+    split_static: bool = False,
 ) -> ColumnState:
     """One sparse optimizer step on the rows that `lookup` served. Jittable.
 
@@ -399,6 +429,8 @@ def apply_gradients(
       dynamic_optimizer: the spec for the dynamic rows.
       axis_name: under `shard_map` (a column without dynamic table on a mesh),
         the mesh axis: every device's buckets train every replica.
+      split_static: the static table is split by rows over `axis_name`: the
+        buckets' gradients go to their owners.
 
     Returns:
       The state, its `step` (and the dynamic table's) one further.
@@ -410,7 +442,7 @@ def apply_gradients(
     """
     grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
     state = update_static(
-        state, residuals.static_rows, grads, static_optimizer, axis_name
+        state, residuals.static_rows, grads, static_optimizer, axis_name, split_static
     )
     if state.dynamic is not None:
         dynamic = apply_dynamic(
@@ -426,13 +458,17 @@ def update_static(
     grads: jax.Array,
     optimizer: Any,
     axis_name: str | None,
+    split: bool = False,
 ) -> ColumnState:
     """The static table's sparse update from the entries it served; under
     `shard_map`, from the entries of every device (an all-gather), so that its
-    replicas stay equal."""
+    replicas stay equal, or, `split` by rows, from those of its own buckets."""
     if state.static is None:
         return state
-    if axis_name is not None:
+    if split:
+        local = state.static.values.shape[0]
+        rows, grads = static_split.routed_gradients(rows, grads, local, axis_name)
+    elif axis_name is not None:
         rows = jax.lax.all_gather(rows, axis_name, tiled=True)
         grads = jax.lax.all_gather(grads, axis_name, tiled=True)
     static = apply_static(state.static, rows, grads, optimizer, state.step)

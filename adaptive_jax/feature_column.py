@@ -443,6 +443,7 @@ def _lookup_columns(
                 option.init_option.default_value_no_permission if option else 0.0
             ),
             axis_name=axis_name,
+            split_static=layout is not None and layout.splits_static(name),
         )
         if categorical.partition_num is None:
             looked_up = adaptive.lookup(state[name], features[name], **settings)
@@ -520,9 +521,11 @@ def _update_columns(
     *,
     columns: tuple[EmbeddingColumn, ...],
     optimizer: Any,
+    layout: Any = None,
     axis_name: str | None = None,
 ) -> dict[str, adaptive.ColumnState]:
-    """The sparse update of every column, on one device."""
+    """The sparse update of every column, on one device (`axis_name` under
+    shard_map)."""
     start = 0
     for column in columns:
         static_spec, dynamic_spec = _optimizers(column, optimizer)
@@ -540,6 +543,7 @@ def _update_columns(
             static_optimizer=static_spec,
             dynamic_optimizer=dynamic_spec,
             axis_name=axis_name,
+            split_static=layout is not None and layout.splits_static(column.name),
         )
     return state
 
@@ -555,7 +559,9 @@ def _apply_gradients(
     layout: Any,
 ) -> dict[str, adaptive.ColumnState]:
     """`apply_gradients`, jitted."""
-    body = functools.partial(_update_columns, columns=columns, optimizer=optimizer)
+    body = functools.partial(
+        _update_columns, columns=columns, optimizer=optimizer, layout=layout
+    )
     if layout is None:
         return body(state, residuals, d_embeddings)
     split, specs = layout.split(), layout.state_specs(state)

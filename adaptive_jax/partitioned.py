@@ -14,7 +14,9 @@ exchange is a reshape.
 
 The static table is replicated: every device reads its buckets locally, and the
 sparse update of the buckets is applied on every device with the entries of all
-devices (an all-gather), so that the replicas stay equal.
+devices (an all-gather), so that the replicas stay equal. Or it is split by rows
+over the mesh (`static_split`): every entry's bucket row is read from its owner
+first, and travels with the key, as the row that a new key starts from.
 
 The functions here are the per-device bodies; `feature_column` calls them, and
 `sharding` wraps them in `jax.shard_map` with the mesh's axis as `axis_name`.
@@ -28,12 +30,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax import _device_hash, _numerics, adaptive, combiners, statistics
+from adaptive_jax import (
+    _device_hash,
+    _exchange,
+    _numerics,
+    adaptive,
+    combiners,
+    static_split,
+    statistics,
+)
 from adaptive_jax import ev as ev_lib
 from adaptive_jax import eviction as eviction_lib
 from adaptive_jax import ids as ids_lib
-
-_ONE_HOT_PARTITIONS = 64  # up to this many, ranks by a one-hot prefix sum
 
 
 def stacked(tree: Any, num_partitions: int) -> Any:
@@ -73,62 +81,15 @@ class Routes(NamedTuple):
     overflow: jax.Array  # [n] bool, to be sent, but its buffer was full
 
 
-def _ranks(partitions: jax.Array, send: jax.Array, num_partitions: int) -> jax.Array:
-    """Each sent entry's rank among the sent entries of its partition, in order."""
-    n = partitions.shape[0]
-    if num_partitions <= _ONE_HOT_PARTITIONS:
-        targets = jnp.arange(num_partitions)[None]
-        one_hot = ((partitions[:, None] == targets) & send[:, None]).astype(jnp.int32)
-        before = jnp.cumsum(one_hot, axis=0, dtype=jnp.int32) - one_hot
-        return jnp.take_along_axis(before, partitions[:, None], axis=1)[:, 0]
-    # Grouped by a sort of `partition * n + index`: one int32 operand.
-    order = jnp.sort(jnp.where(send, partitions, num_partitions) * n + jnp.arange(n))
-    grouped, entry = order // n, order % n
-    counts = jnp.zeros(num_partitions + 1, jnp.int32).at[grouped].add(1)
-    starts = jnp.cumsum(counts) - counts
-    return jnp.zeros(n, jnp.int32).at[entry].set(jnp.arange(n) - starts[grouped])
-
-
 def routes(
     keys: ids_lib.Ids, send: jax.Array, num_partitions: int, limit: int
 ) -> Routes:
     """The exchange slots of the entries `send` of flat `keys`."""
     partitions = _device_hash.partition(keys, num_partitions)
-    rank = _ranks(partitions, send, num_partitions)
+    rank = _exchange.ranks(partitions, send, num_partitions)
     fits = send & (rank < limit)
     slot = jnp.where(fits, partitions * limit + rank, num_partitions * limit)
     return Routes(slot, send & ~fits)
-
-
-def _to_owners(x: jax.Array, here: int, axis_name: str | None) -> jax.Array:
-    """`[P * limit, ...]` by destination partition -> `[here, sources * limit,
-    ...]`, on the device owning those partitions."""
-    if axis_name is None:
-        return x.reshape((here, -1) + x.shape[1:])
-    total = x.shape[0]
-    devices = jax.lax.axis_size(axis_name)
-    limit = total // (devices * here)
-    x = x.reshape((devices, here, limit) + x.shape[1:])
-    x = jax.lax.all_to_all(x, axis_name, 0, 0, tiled=True)  # leading: the source
-    return jnp.swapaxes(x, 0, 1).reshape((here, devices * limit) + x.shape[3:])
-
-
-def _to_sources(y: jax.Array, axis_name: str | None) -> jax.Array:
-    """The way back: `[here, sources * limit, ...]` -> `[P * limit, ...]`."""
-    here = y.shape[0]
-    if axis_name is None:
-        return y.reshape((-1,) + y.shape[2:])
-    devices = jax.lax.axis_size(axis_name)
-    limit = y.shape[1] // devices
-    y = y.reshape((here, devices, limit) + y.shape[2:])
-    y = jax.lax.all_to_all(jnp.swapaxes(y, 0, 1), axis_name, 0, 0, tiled=True)
-    return y.reshape((-1,) + y.shape[3:])
-
-
-def _packed(values: jax.Array, slot: jax.Array, size: int) -> jax.Array:
-    """`values` `[n, ...]` into a zeroed `[size, ...]` buffer at `slot`."""
-    buffer = jnp.zeros((size,) + values.shape[1:], values.dtype)
-    return buffer.at[slot].set(values, mode="drop", unique_indices=True)
 
 
 _TRAINED, _READ, _REFUSED = 1, 2, 4  # the flags of an entry, sent back
@@ -146,6 +107,7 @@ def lookup(
     admission: Any = None,
     no_permission_value: float = 0.0,
     axis_name: str | None = None,
+    split_static: bool = False,
 ) -> tuple[jax.Array, adaptive.ColumnState, adaptive.Residuals]:
     """`adaptive.lookup` for a partitioned column: the entries go to the
     partition of their key and back. Jittable; under `shard_map`, `axis_name` is
@@ -160,6 +122,7 @@ def lookup(
       combiner, dynamic_optimizer, migration, admission, no_permission_value:
         as `adaptive.lookup`.
       axis_name: the mesh axis, or None on one device.
+      split_static: the static table is split by rows over `axis_name`.
 
     Returns:
       `(embeddings [local batch, dim], state, residuals)`.
@@ -171,14 +134,34 @@ def lookup(
     size = num_partitions * limit
     routed, by_policy = adaptive.routing(state, inputs, admission)
     route = routes(batch.values, routed, num_partitions, limit)
+    bucket_values = None
+    if split_static and state.static is not None:
+        bucket_values, bucket_slots = static_split.read(
+            state.static,
+            inputs.buckets,
+            batch.valid,
+            axis_name=axis_name,
+            with_slots=migration == "copy",
+        )
+    # What a new row starts from travels with its key: the bucket, or, from a
+    # static table split by rows, the bucket's row (and slots) read from its owner.
+    carries_rows = bucket_values is not None and migration != "none"
+    start = (bucket_values, bucket_slots) if carries_rows else inputs.buckets
     keys = batch.values
-    sent = [_packed(x, route.slot, size) for x in (keys.hi, keys.lo, inputs.buckets)]
-    sent.append(_packed(jnp.ones(n, bool), route.slot, size))
-    hi, lo, buckets, valid = (_to_owners(x, here, axis_name) for x in sent)
+    sent = (keys.hi, keys.lo, jnp.ones(n, bool), start)
+    hi, lo, valid, start = jax.tree.map(
+        lambda x: _exchange.to_owners(
+            _exchange.packed(x, route.slot, size), here, axis_name
+        ),
+        sent,
+    )
 
-    def one_partition(dynamic, sketch, hi, lo, buckets, valid):
+    def one_partition(dynamic, sketch, hi, lo, valid, start):
+        column, buckets = state, start
+        if carries_rows:
+            column, buckets = adaptive.bucket_view(state, *start)
         dynamic, sketch, found, values = adaptive.dynamic_read(
-            state,
+            column,
             dynamic,
             sketch,
             ids_lib.Ids(hi, lo),
@@ -198,13 +181,19 @@ def lookup(
 
     with jax.named_scope("aj.partitions"):
         dynamic, sketch, values, flags, rows = each_partition(one_partition)(
-            state.dynamic, state.sketch, hi, lo, buckets, valid
+            state.dynamic, state.sketch, hi, lo, valid, start
         )
     state = state.replace(dynamic=dynamic, sketch=sketch)
     values = (
-        _to_sources(values, axis_name).at[route.slot].get(mode="fill", fill_value=0)
+        _exchange.to_sources(values, axis_name)
+        .at[route.slot]
+        .get(mode="fill", fill_value=0)
     )
-    flags = _to_sources(flags, axis_name).at[route.slot].get(mode="fill", fill_value=0)
+    flags = (
+        _exchange.to_sources(flags, axis_name)
+        .at[route.slot]
+        .get(mode="fill", fill_value=0)
+    )
     found = adaptive.DynamicLookup(
         rows=route.slot,  # its place in the exchange; the row is on the owner
         trained=(flags & _TRAINED) != 0,
@@ -220,6 +209,7 @@ def lookup(
         no_permission_value=no_permission_value,
         axis_name=axis_name,
         exchange_overflows=route.overflow,
+        bucket_values=bucket_values,
     )
     residuals = adaptive.Residuals(
         static_rows,
@@ -239,22 +229,26 @@ def apply_gradients(
     static_optimizer: Any,
     dynamic_optimizer: Any,
     axis_name: str | None = None,
+    split_static: bool = False,
 ) -> adaptive.ColumnState:
     """`adaptive.apply_gradients` for a partitioned column: the gradients of the
     dynamic entries go to their partitions, those of the static ones to every
-    replica of the static table. Jittable."""
+    replica of the static table (or, `split_static`, to their buckets' owners).
+    Jittable."""
     grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
     state = adaptive.update_static(
-        state, residuals.static_rows, grads, static_optimizer, axis_name
+        state, residuals.static_rows, grads, static_optimizer, axis_name, split_static
     )
     here, received = residuals.dynamic_rows.shape
-    sent = _packed(grads, residuals.exchange_slots, here * received)
+    sent = _exchange.packed(grads, residuals.exchange_slots, here * received)
     update = functools.partial(
         adaptive.apply_dynamic, optimizer=dynamic_optimizer, step=state.step
     )
     with jax.named_scope("aj.partitions"):
         dynamic = each_partition(update)(
-            state.dynamic, residuals.dynamic_rows, _to_owners(sent, here, axis_name)
+            state.dynamic,
+            residuals.dynamic_rows,
+            _exchange.to_owners(sent, here, axis_name),
         )
     step = _numerics.saturating_add(state.step, jnp.int32(1))
     return state.replace(dynamic=dynamic, step=step)

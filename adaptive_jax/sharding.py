@@ -2,8 +2,10 @@
 
 A `Layout(mesh, axis)` says where things live: the batch is split over the mesh
 axis `axis` (data parallel), each partitioned column's partitions too (device
-`d` of D owns partitions `[d * P / D, (d + 1) * P / D)`), and the rest of the
-state (static tables, default values, statistics, steps) is replicated. The
+`d` of D owns partitions `[d * P / D, (d + 1) * P / D)`), the static tables
+named in `split_static` by rows (device `d` owns buckets `[d * B / D, (d + 1) *
+B / D)`, see `static_split`), and the rest of the state (the other static
+tables, default values, statistics, steps) is replicated. The
 feature-column functions take `layout=` and run their per-device bodies in
 `jax.shard_map`: a lookup sends each entry to the owner of its key and its row
 back with all-to-alls (see `partitioned`), in buffers of `limits[column]`
@@ -34,7 +36,7 @@ Example (on 8 CPU devices: `XLA_FLAGS=--xla_force_host_platform_device_count=8`)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -58,15 +60,21 @@ class Layout:
       limits: exchange buffer entries per (source device, partition), by
         embedding-column name (`{"user_embedding": 4096}`); a column without
         one gets its local batch's size (no overflow possible, the most bytes).
+      split_static: the embedding columns whose static table is split by rows
+        over the axis (`("user_embedding",)`), or True for every static table;
+        the others are replicated on every device. Split a table that is large
+        beside a device's memory; a small one costs less replicated.
 
     Raises:
-      ValueError: an axis not in the mesh, devices of different kinds, or a
-        limit below 1 (each named).
+      ValueError: an axis not in the mesh, devices of different kinds, a limit
+        below 1, or a `split_static` that is not True, False or names (each
+        named).
     """
 
     mesh: Mesh
     axis: str = "data"
     limits: Mapping[str, int] | tuple = ()
+    split_static: bool | Collection[str] = ()
 
     def __post_init__(self):
         if self.axis not in self.mesh.axis_names:
@@ -82,6 +90,14 @@ class Layout:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 raise ValueError(f"Layout: limits['{name}'] must be an int >= 1")
         object.__setattr__(self, "limits", tuple(sorted(limits.items())))
+        split = self.split_static
+        if not isinstance(split, bool):
+            if isinstance(split, str) or not all(isinstance(n, str) for n in split):
+                raise ValueError(
+                    "Layout: split_static must be True, False or a collection of "
+                    f"embedding column names, got {split!r}"
+                )
+            object.__setattr__(self, "split_static", tuple(sorted(set(split))))
 
     @property
     def devices(self) -> int:
@@ -91,11 +107,35 @@ class Layout:
     def limit(self, name: str) -> int | None:
         return dict(self.limits).get(name)
 
+    def _split_names(self) -> tuple[str, ...]:
+        split = self.split_static
+        return () if isinstance(split, bool) else split
+
+    def splits_static(self, name: str) -> bool:
+        """Whether the static table of embedding column `name`, if it has one,
+        is split by rows over the axis."""
+        split = self.split_static
+        return split if isinstance(split, bool) else name in split
+
     def check(self, feature_columns: Sequence[fc.EmbeddingColumn]) -> None:
         """Raises a ValueError naming the column and the axis when a column's
-        dynamic table cannot be split over the axis."""
+        dynamic table, or its static table in `split_static`, cannot be split
+        over the axis."""
         for column in feature_columns:
             categorical = column.categorical_column
+            buckets = categorical.hash_bucket_size
+            if self.splits_static(column.name) and buckets is not None:
+                if buckets % self.devices:
+                    raise ValueError(
+                        f"column '{categorical.key}': mesh axis '{self.axis}' has "
+                        f"{self.devices} devices, which does not divide its "
+                        f"hash_bucket_size {buckets} (split_static)"
+                    )
+            elif column.name in self._split_names():
+                raise ValueError(
+                    f"Layout: split_static names '{column.name}', which has no "
+                    "static table (hash_bucket_size)"
+                )
             if categorical.ev_option is None:
                 continue
             parts = categorical.partition_num
@@ -114,7 +154,8 @@ class Layout:
 
     def state_specs(self, state: Mapping[str, adaptive.ColumnState]) -> dict:
         """The `PartitionSpec` of each leaf of an embedding state: partitions
-        split over the axis, everything else replicated."""
+        and the static tables of `split_static` split over the axis, everything
+        else replicated."""
         split, whole = P(self.axis), P()
         specs = {}
         for name, column_state in state.items():
@@ -124,6 +165,10 @@ class Layout:
                     dynamic=jax.tree.map(lambda _: split, column_state.dynamic),
                     sketch=jax.tree.map(lambda _: split, column_state.sketch),
                 )
+            if column_state.static is not None and self.splits_static(name):
+                spec = spec.replace(
+                    static=jax.tree.map(lambda _: split, column_state.static)
+                )
             specs[name] = spec
         return specs
 
@@ -132,8 +177,19 @@ class Layout:
         state: Mapping[str, adaptive.ColumnState],
         feature_columns: Sequence[fc.EmbeddingColumn],
     ) -> dict[str, adaptive.ColumnState]:
-        """The state on the mesh: each leaf sharded by `state_specs`."""
+        """The state on the mesh: each leaf sharded by `state_specs`.
+
+        Raises:
+          ValueError: as `check`, or a `split_static` name that is not a column
+            of the state.
+        """
         self.check(feature_columns)
+        unknown = set(self._split_names()) - set(state)
+        if unknown:
+            raise ValueError(
+                f"Layout: split_static names {sorted(unknown)}, not embedding "
+                f"columns of the state {sorted(state)}"
+            )
         shardings = jax.tree.map(
             lambda spec: NamedSharding(self.mesh, spec), self.state_specs(state)
         )

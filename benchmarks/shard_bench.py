@@ -22,10 +22,13 @@ batch and the partitions split over it and exchange limits from
 - `sharded_step_8_devices_adaptive_tight`: the adaptive step with buffers of
   1.25 times the mean entries per (device, partition): fewer padded slots, and
   the overflows (served by the static buckets) it costs under Zipf skew.
-- `exchange_bytes`: on meshes of 1, 2, 4 and 8 devices (8 partitions), the
-  bytes each device hands the all-to-alls and the all-gather in the compiled
-  step (read from its HLO), against the cost model of docs/scaling.md. Target:
-  within 10%.
+- `sharded_step_8_devices_adaptive_split_static`: the adaptive step with the
+  static table split by rows over the 8 devices (`Layout(split_static=...)`)
+  instead of replicated.
+- `exchange_bytes`: on meshes of 1, 2, 4 and 8 devices (8 partitions), with
+  the static table replicated and split, the bytes each device hands the
+  all-to-alls and the all-gather in the compiled step (read from its HLO),
+  against the cost model of docs/scaling.md. Target: within 10%.
 - `state_bytes_per_device`: the state one device holds, against the model.
 """
 
@@ -107,14 +110,30 @@ def collective_bytes(hlo: str) -> dict[str, int]:
     return totals
 
 
-def model_bytes(devices: int, limit: int, local_ids: int) -> dict[str, int]:
-    """docs/scaling.md: per device and step, P partitions over D devices."""
-    slots = PARTITIONS * limit
+def model_bytes(
+    devices: int, limit: int, local_ids: int, split_static: bool
+) -> dict[str, int]:
+    """docs/scaling.md: per device and step, P partitions over D devices. On
+    one device the exchanges are reshapes."""
+    slots, row = PARTITIONS * limit, 4 * DIM
+    if devices == 1:
+        return {
+            "all-to-all": 0,
+            "all-gather": 0 if split_static else local_ids * (4 + row),
+        }
+    if not split_static:
+        return {
+            # keys hi, lo, bucket, valid out; rows, flags back; gradients out.
+            "all-to-all": slots * (13 + (row + 1) + row),
+            "all-gather": devices * local_ids * (4 + row),  # static rows, grads
+        }
     return {
-        # keys hi, lo, bucket, valid out; rows, flags back; gradients out. On
-        # one device the exchange is a reshape.
-        "all-to-all": 0 if devices == 1 else slots * (13 + (4 * DIM + 1) + 4 * DIM),
-        "all-gather": devices * local_ids * (4 + 4 * DIM),  # static rows, grads
+        # keys hi, lo, valid and the bucket's row out; rows, flags back;
+        # gradients out; the static read (bucket out, row back) and update
+        # (bucket, gradient out), buffers of every local entry per device.
+        "all-to-all": slots * (9 + row + (row + 1) + row)
+        + devices * local_ids * (4 + row + 4 + row),
+        "all-gather": 0,
     }
 
 
@@ -128,12 +147,19 @@ def device_bytes(state, device) -> int:
 
 
 def timed_steps(
-    kind: str, raws: list, batch: int, warmup: int, *, tight: bool = False
+    kind: str,
+    raws: list,
+    batch: int,
+    warmup: int,
+    *,
+    tight: bool = False,
+    split_static: bool = False,
 ) -> dict[str, int]:
     """The 8-device step against the 1-device step, alternated; returns the
-    1-device state's bytes (whole and dynamic table). `tight`: buffers of 1.25
-    times the mean entries per (device, partition) instead of the suggested
-    limit (which covers the hottest pair)."""
+    1-device state's bytes (whole, dynamic and static table). `tight`: buffers
+    of 1.25 times the mean entries per (device, partition) instead of the
+    suggested limit (which covers the hottest pair). `split_static`: the static
+    table split by rows over the devices."""
     one, split = [column(None, kind)], [column(DEVICES, kind)]
     masks_of = (lambda m: m) if kind == "adaptive" else (lambda m: None)
     limits = sharding.suggest_limits(
@@ -144,7 +170,7 @@ def timed_steps(
     if tight:
         limits = {"ids_embedding": int(1.25 * batch / DEVICES / DEVICES)}
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:DEVICES]), ("data",))
-    layout = sharding.Layout(mesh, "data", limits=limits)
+    layout = sharding.Layout(mesh, "data", limits=limits, split_static=split_static)
     local = batch // DEVICES
     single = jax.device_put(
         fc.init_state(one, FTRL, jax.random.key(0)), jax.devices()[0]
@@ -173,7 +199,9 @@ def timed_steps(
     print(
         json.dumps(
             {
-                "name": f"sharded_step_8_devices_{kind}" + ("_tight" * tight),
+                "name": f"sharded_step_8_devices_{kind}"
+                + ("_tight" * tight)
+                + ("_split_static" * split_static),
                 "median_ms": round(float(split_ms), 3),
                 "baseline_ms": round(float(base_ms), 3),
                 "ratio": round(float(split_ms / base_ms), 3),
@@ -191,6 +219,9 @@ def timed_steps(
         "dynamic": sum(
             x.nbytes for x in jax.tree.leaves(single["ids_embedding"].dynamic)
         ),
+        "static": sum(
+            x.nbytes for x in jax.tree.leaves(single["ids_embedding"].static)
+        ),
     }
 
 
@@ -205,12 +236,22 @@ def main() -> None:
     for kind in ("adaptive", "dynamic"):
         one_bytes[kind] = timed_steps(kind, raws, batch, warmup)
     timed_steps("adaptive", raws, batch, warmup, tight=True)
+    timed_steps("adaptive", raws, batch, warmup, split_static=True)
     local = batch // DEVICES
-    for devices in (1, 2, 4, 8):
-        exchange(devices, raws[:4], local * DEVICES // devices, one_bytes["adaptive"])
+    for split_static in (False, True):
+        for devices in (1, 2, 4, 8):
+            exchange(
+                devices,
+                raws[:4],
+                local * DEVICES // devices,
+                one_bytes["adaptive"],
+                split_static,
+            )
 
 
-def exchange(devices: int, raws: list, local: int, one_bytes: dict) -> None:
+def exchange(
+    devices: int, raws: list, local: int, one_bytes: dict, split_static: bool
+) -> None:
     """The collectives' bytes and the state per device on a mesh of `devices`."""
     split = [column(PARTITIONS)]
     limits = sharding.suggest_limits(
@@ -219,7 +260,7 @@ def exchange(devices: int, raws: list, local: int, one_bytes: dict) -> None:
         devices,
     )
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
-    layout = sharding.Layout(mesh, "data", limits=limits)
+    layout = sharding.Layout(mesh, "data", limits=limits, split_static=split_static)
     state = layout.place(fc.init_state(split, FTRL, jax.random.key(0)), split)
     features, masks = raws[0]
     prepared = sharding.prepare(
@@ -232,11 +273,12 @@ def exchange(devices: int, raws: list, local: int, one_bytes: dict) -> None:
     compiled = make_step(split, layout).lower(state, prepared, g).compile()
     measured = collective_bytes(compiled.as_text())
     limit = min(limits["ids_embedding"], local)
-    model = model_bytes(devices, limit, local)
+    model = model_bytes(devices, limit, local, split_static)
     for kind in measured:
         line = {
             "name": f"exchange_bytes_{kind}",
             "devices": devices,
+            "split_static": split_static,
             "limit": limit,
             "measured_bytes_per_device": measured[kind],
             "model_bytes_per_device": model[kind],
@@ -244,14 +286,15 @@ def exchange(devices: int, raws: list, local: int, one_bytes: dict) -> None:
         if model[kind]:
             line["ratio"] = round(measured[kind] / model[kind], 4)
         print(json.dumps(line), flush=True)
-    dynamic = one_bytes["dynamic"]
+    divided = one_bytes["dynamic"] + split_static * one_bytes["static"]
     print(
         json.dumps(
             {
                 "name": "state_bytes_per_device",
                 "devices": devices,
+                "split_static": split_static,
                 "measured_bytes": device_bytes(state, jax.devices()[0]),
-                "model_bytes": one_bytes["whole"] - dynamic + dynamic // devices,
+                "model_bytes": one_bytes["whole"] - divided + divided // devices,
             }
         ),
         flush=True,

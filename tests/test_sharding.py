@@ -129,6 +129,10 @@ def assert_same_training(reference, embeddings, state, dense, cols):
             np.testing.assert_allclose(got.static, want.static, atol=TOLERANCE)
 
 
+def test_the_tests_have_8_devices():
+    assert [d.platform for d in jax.devices()] == ["cpu"] * 8
+
+
 # On one device, P = 1 and 4 run in `make test-all`; in `make test`, the
 # overflow test holds 2 partitions per device (the mapped path).
 @pytest.mark.parametrize(
@@ -155,6 +159,86 @@ def test_a_mesh_trains_like_one_device(reference, devices):
     assert_same_training(reference, embeddings, state, dense, cols)
     summary = fc.summary(state)
     assert summary["user_embedding"]["exchange_overflows"] == 0
+
+
+def split_columns(parts=None):
+    """An adaptive column whose promoted rows copy their bucket's slots (so the
+    slots travel with the keys too), and a plain hash-bucket column."""
+    user = fc.categorical_column_with_adaptive_embedding(
+        "user",
+        40,
+        dtype="int64",
+        partition_num=parts,
+        migration="copy",
+        ev_option=aj.EmbeddingVariableOption(
+            capacity=256, evict_option=aj.GlobalStepEvict(3)
+        ),
+    )
+    item = fc.categorical_column_with_hash_bucket("item", 24, dtype="int64")
+    return [fc.embedding_column(user, 4), fc.embedding_column(item, 3, "sum")]
+
+
+@pytest.fixture(scope="module")
+def split_reference():
+    cols = split_columns()
+    embeddings, state, dense = train(cols)
+    return embeddings, export.export(state, cols, drop_zero_rows=False), dense
+
+
+@pytest.mark.parametrize("devices", [pytest.param(2, marks=pytest.mark.slow), 8])
+def test_static_tables_split_by_rows_train_like_one_device(split_reference, devices):
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
+    layout = sharding.Layout(mesh, "data", split_static=True)
+    cols = split_columns(8)
+    placed = layout.place(fc.init_state(cols, FTRL, jax.random.key(0)), cols)
+    for name, buckets in (("user_embedding", 40), ("item_embedding", 24)):
+        for leaf in jax.tree.leaves(placed[name].static):
+            shards = leaf.addressable_shards
+            assert len(shards) == devices
+            assert {s.data.shape[0] for s in shards} == {buckets // devices}
+    embeddings, state, dense = train(cols, layout, size=128 // devices)
+    assert_same_training(split_reference, embeddings, state, dense, cols)
+
+
+def test_a_split_static_table_restores_onto_another_layout(tmp_path):
+    cols = split_columns(8)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    split = sharding.Layout(mesh, "data", split_static=("user_embedding",))
+    state = split.place(fc.init_state(cols, FTRL, jax.random.key(0)), cols)
+    with checkpoint.Checkpointer(tmp_path) as checkpoints:
+        checkpoints.save(1, state)
+    pair = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    replicated = sharding.Layout(pair, "data")
+    for target in (
+        fc.init_state(cols, FTRL, jax.random.key(5)),
+        replicated.place(fc.init_state(cols, FTRL, jax.random.key(5)), cols),
+    ):
+        with checkpoint.Checkpointer(tmp_path) as checkpoints:
+            restored = checkpoints.restore(target)
+        static = restored["user_embedding"].static.values
+        assert static.sharding == target["user_embedding"].static.values.sharding
+        np.testing.assert_array_equal(
+            static, np.asarray(state["user_embedding"].static.values)
+        )
+
+
+def test_a_static_table_that_cannot_split_is_refused():
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:3]), ("data",))
+    cols = split_columns(6)
+    state = fc.init_state(cols, FTRL, jax.random.key(0))
+    layout = sharding.Layout(mesh, "data", split_static=True)
+    with pytest.raises(ValueError, match="column 'user'.*axis 'data'.*bucket_size 40"):
+        layout.place(state, cols)
+    with pytest.raises(ValueError, match="split_static must be True, False or"):
+        sharding.Layout(mesh, "data", split_static="user_embedding")
+    pair = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    unknown = sharding.Layout(pair, "data", split_static=("site_embedding",))
+    with pytest.raises(ValueError, match=r"split_static names \['site_embedding'\]"):
+        unknown.place(state, cols)
+    dynamic = columns(2)
+    no_static = sharding.Layout(pair, "data", split_static=("item_embedding",))
+    with pytest.raises(ValueError, match="'item_embedding', which has no static"):
+        no_static.place(fc.init_state(dynamic, FTRL, jax.random.key(0)), dynamic)
 
 
 def test_the_partition_moves_whole_virtual_buckets():
@@ -317,6 +401,7 @@ def test_relayout_onto_other_partitions_keeps_the_lookups(source, target):
         assert fc.summary(moved)[name]["live_rows"] == want
 
 
+@pytest.mark.slow  # the unpartitioned target too small: test_checkpoint
 def test_relayout_refuses_a_partition_too_small():
     state = looked_up(columns())
     target = fc.init_state(columns(4, capacity=8), FTRL, jax.random.key(5))
