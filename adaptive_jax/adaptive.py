@@ -307,10 +307,10 @@ def serve(
     if state.static is not None:
         read_static = valid & ~trained
         split = bucket_values is not None
-        buckets = static_split.num_buckets(state.static, axis_name if split else None)
-        static_rows = jnp.where(read_static, inputs.buckets, buckets)
+        none = static_split.num_buckets(state.static, axis_name if split else None)
+        static_rows = jnp.where(read_static, inputs.buckets, none)
         static_values = bucket_values
-        if static_values is None:
+        if not split:
             # Only the ids served by their buckets read the static table; the
             # others read bucket 0, which stays in cache.
             static_values = state.static.values.at[
