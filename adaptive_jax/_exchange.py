@@ -38,6 +38,13 @@ def packed(values: jax.Array, slot: jax.Array, size: int, fill: int = 0) -> jax.
     return buffer.at[slot].set(values, mode="drop", unique_indices=True)
 
 
+def summed(values: jax.Array, slot: jax.Array, size: int) -> jax.Array:
+    """`values` `[n, ...]` summed into a zeroed `[size, ...]` buffer at `slot`:
+    entries that share a slot (the repeats of a key) send their sum."""
+    buffer = jnp.zeros((size,) + values.shape[1:], values.dtype)
+    return buffer.at[slot].add(values, mode="drop")
+
+
 def unpacked(buffer: jax.Array, slot: jax.Array) -> jax.Array:
     """The inverse of `packed`: each entry's answer, zero where it sent none."""
     return buffer.at[slot].get(mode="fill", fill_value=0)

@@ -17,7 +17,7 @@ def saturating_add(counter: jax.Array, amount: jax.Array) -> jax.Array:
 
 
 def saturating_scatter_add(
-    counters: jax.Array, index: jax.Array, amount: int
+    counters: jax.Array, index: jax.Array, amount: int | jax.Array
 ) -> jax.Array:
     """Adds `amount` to `counters[index]` for each entry of `index`, saturating.
 

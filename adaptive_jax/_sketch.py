@@ -84,7 +84,12 @@ def estimate(sketch: Sketch, ids: ids_lib.Ids) -> jax.Array:
 
 
 def add(
-    sketch: Sketch, ids: ids_lib.Ids, mask: jax.Array, *, halve_at: float = math.inf
+    sketch: Sketch,
+    ids: ids_lib.Ids,
+    mask: jax.Array,
+    *,
+    halve_at: float = math.inf,
+    weights: jax.Array | None = None,
 ) -> tuple[Sketch, jax.Array]:
     """Counts one occurrence of each of the flat `ids` where `mask` is True.
 
@@ -94,6 +99,8 @@ def add(
       mask: `[n] bool`, the occurrences to count.
       halve_at: when a row of counters holds this many counts, all counters are
         halved (after this batch's estimates are read).
+      weights: `[n] int32`, occurrences each entry stands for (1 if None): an
+        entry for the repeats of its key, merged before an exchange.
 
     Returns:
       `(sketch, counts)`: each counted id's estimate after this batch's
@@ -101,11 +108,15 @@ def add(
     """
     positions = _positions(sketch, ids)
     flat = sketch.counts.reshape(-1)
-    flat = flat.at[jnp.where(mask[None, :], positions, flat.size)].add(1.0, mode="drop")
+    amount = 1.0 if weights is None else weights.astype(jnp.float32)[None, :]
+    flat = flat.at[jnp.where(mask[None, :], positions, flat.size)].add(
+        amount, mode="drop"
+    )
     # The others read counter 0, which stays in cache.
     counts = jnp.min(flat[jnp.where(mask[None, :], positions, 0)], axis=0)
     counts = jnp.where(mask, counts, 0.0).astype(jnp.int32)
-    held = sketch.held + jnp.sum(mask, dtype=jnp.float32)
+    counted = mask if weights is None else jnp.where(mask, weights, 0)
+    held = sketch.held + jnp.sum(counted, dtype=jnp.float32)
     # `counts` is read before the halving writes: index the halving through it.
     full = (held >= halve_at) & (jnp.min(counts) >= 0)
     flat, held = jax.lax.cond(

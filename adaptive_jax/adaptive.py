@@ -165,6 +165,7 @@ def dynamic_lookup(
     optimizer: Any,
     migration: str,
     admission: Any,
+    weights: jax.Array | None = None,
 ) -> tuple[ev_lib.EmbeddingVariable, _sketch.Sketch | None, DynamicLookup]:
     """The dynamic table's part of a lookup: admit, insert (migrate), find rows.
 
@@ -178,6 +179,9 @@ def dynamic_lookup(
       optimizer: the dynamic rows' optimizer spec (their slots).
       migration: "deeprec", "warm", "copy" or "none".
       admission: the admission filter that routes, or None.
+      weights: `[n] int32`, the occurrences each entry stands for in the
+        counts (1 if None): an entry for the repeats of its key on a device,
+        merged before the exchange.
 
     Returns:
       `(dynamic, sketch, DynamicLookup)`.
@@ -188,7 +192,7 @@ def dynamic_lookup(
     if admission is not None:
         width = sketch.counts.shape[1]
         sketch, after = _sketch.add(
-            sketch, keys, absent, halve_at=admission.halve_at(width)
+            sketch, keys, absent, halve_at=admission.halve_at(width), weights=weights
         )
         insert = absent & admission.admits(after)
         freq, refused = after, absent & ~insert
@@ -203,7 +207,7 @@ def dynamic_lookup(
         migration,
     )
     dynamic, rows, new = ev_lib.insert_absent(
-        dynamic, found, insert, valid=routed, starting_rows=starting
+        dynamic, found, insert, valid=routed, starting_rows=starting, weights=weights
     )
     if freq is not None:  # a promoted key's count includes its past
         table = table_lib.set_frequency(dynamic.table, rows, new, freq)
@@ -226,6 +230,7 @@ def dynamic_read(
     optimizer: Any,
     migration: str,
     admission: Any,
+    weights: jax.Array | None = None,
 ) -> tuple[ev_lib.EmbeddingVariable, _sketch.Sketch | None, DynamicLookup, jax.Array]:
     """`dynamic_lookup` with the column's static table, default values and step,
     and the values its entries read (`[n, dim]`, zeros where they read none)."""
@@ -241,6 +246,7 @@ def dynamic_read(
         optimizer=optimizer,
         migration=migration,
         admission=admission,
+        weights=weights,
     )
     values = ev_lib.gather(dynamic, jnp.where(found.read, found.rows, dynamic.capacity))
     return dynamic, sketch, found, values

@@ -104,15 +104,17 @@ def insert_absent(
     *,
     valid: jax.Array,
     starting_rows: Callable[[jax.Array], tuple[jax.Array, Any]],
+    weights: jax.Array | None = None,
 ) -> tuple[EmbeddingVariable, jax.Array, jax.Array]:
     """`lookup_or_insert` after `table.find`: for a caller that decides which
-    absent keys to insert in between (an admission filter).
+    absent keys to insert in between (an admission filter). `weights`: as
+    `table.insert_absent`.
 
     Returns:
       `(variable, rows, new)`, flat; `new` True for entries inserted now.
     """
     table, rows, new = table_lib.insert_absent(
-        variable.table, found, insert, valid=valid
+        variable.table, found, insert, valid=valid, weights=weights
     )
     n = rows.shape[0]
 

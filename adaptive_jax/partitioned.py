@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from adaptive_jax import (
+    _dedup,
     _device_hash,
     _exchange,
     _numerics,
@@ -133,7 +134,18 @@ def lookup(
     here = partition_count(state)
     size = num_partitions * limit
     routed, by_policy = adaptive.routing(state, inputs, admission)
-    route = routes(batch.values, routed, num_partitions, limit)
+    keys = batch.values
+    # The repeats of a key on this device travel as one entry, which counts them
+    # (the owner's frequencies and admission counts) and comes back to them all.
+    first = _dedup.first_occurrence((keys.hi, keys.lo), routed)
+    merged = routed & (first == jnp.arange(n, dtype=jnp.int32))
+    repeats = (
+        jnp.zeros(n, jnp.int32).at[jnp.where(routed, first, n)].add(1, mode="drop")
+    )
+    route = routes(keys, merged, num_partitions, limit)
+    own = jnp.maximum(first, 0)
+    slot = jnp.where(routed, route.slot[own], size)
+    overflow = routed & route.overflow[own]
     bucket_values = None
     if split_static and state.static is not None:
         bucket_values, bucket_slots = static_split.read(
@@ -147,16 +159,15 @@ def lookup(
     # static table split by rows, the bucket's row (and slots) read from its owner.
     carries_rows = bucket_values is not None and migration != "none"
     start = (bucket_values, bucket_slots) if carries_rows else inputs.buckets
-    keys = batch.values
-    sent = (keys.hi, keys.lo, jnp.ones(n, bool), start)
-    hi, lo, valid, start = jax.tree.map(
+    sent = (keys.hi, keys.lo, repeats, start)
+    hi, lo, repeats, start = jax.tree.map(
         lambda x: _exchange.to_owners(
             _exchange.packed(x, route.slot, size), here, axis_name
         ),
         sent,
     )
 
-    def one_partition(dynamic, sketch, hi, lo, valid, start):
+    def one_partition(dynamic, sketch, hi, lo, repeats, start):
         column, buckets = state, start
         if carries_rows:
             column, buckets = adaptive.bucket_view(state, *start)
@@ -166,10 +177,11 @@ def lookup(
             sketch,
             ids_lib.Ids(hi, lo),
             buckets,
-            valid,
+            repeats > 0,
             optimizer=dynamic_optimizer,
             migration=migration,
             admission=admission if by_policy else None,
+            weights=repeats,
         )
         flags = (
             jnp.where(found.trained, _TRAINED, 0)
@@ -181,21 +193,13 @@ def lookup(
 
     with jax.named_scope("aj.partitions"):
         dynamic, sketch, values, flags, rows = each_partition(one_partition)(
-            state.dynamic, state.sketch, hi, lo, valid, start
+            state.dynamic, state.sketch, hi, lo, repeats, start
         )
     state = state.replace(dynamic=dynamic, sketch=sketch)
-    values = (
-        _exchange.to_sources(values, axis_name)
-        .at[route.slot]
-        .get(mode="fill", fill_value=0)
-    )
-    flags = (
-        _exchange.to_sources(flags, axis_name)
-        .at[route.slot]
-        .get(mode="fill", fill_value=0)
-    )
+    values = _exchange.unpacked(_exchange.to_sources(values, axis_name), slot)
+    flags = _exchange.unpacked(_exchange.to_sources(flags, axis_name), slot)
     found = adaptive.DynamicLookup(
-        rows=route.slot,  # its place in the exchange; the row is on the owner
+        rows=slot,  # its place in the exchange; the row is on the owner
         trained=(flags & _TRAINED) != 0,
         read=(flags & _READ) != 0,
         refused=(flags & _REFUSED) != 0,
@@ -208,7 +212,7 @@ def lookup(
         combiner=combiner,
         no_permission_value=no_permission_value,
         axis_name=axis_name,
-        exchange_overflows=route.overflow,
+        exchange_overflows=overflow,
         bucket_values=bucket_values,
     )
     residuals = adaptive.Residuals(
@@ -216,7 +220,7 @@ def lookup(
         rows,
         batch.row_ids,
         scale,
-        exchange_slots=jnp.where(found.trained, route.slot, size),
+        exchange_slots=jnp.where(found.trained, slot, size),
     )
     return embeddings, state, residuals
 
@@ -240,7 +244,7 @@ def apply_gradients(
         state, residuals.static_rows, grads, static_optimizer, axis_name, split_static
     )
     here, received = residuals.dynamic_rows.shape
-    sent = _exchange.packed(grads, residuals.exchange_slots, here * received)
+    sent = _exchange.summed(grads, residuals.exchange_slots, here * received)
     update = functools.partial(
         adaptive.apply_dynamic, optimizer=dynamic_optimizer, step=state.step
     )

@@ -336,8 +336,9 @@ def suggest_limits(
     margin: float = 1.25,
 ) -> dict[str, int]:
     """Exchange limits from observed batches (`prepare`d for one device, or
-    for the mesh): the most entries any (device, partition) pair received,
-    times `margin`, rounded up to a multiple of 8.
+    for the mesh): the most entries any (device, partition) pair received (a
+    device's repeats of a key are one entry), times `margin`, rounded up to a
+    multiple of 8.
 
     Args:
       batches: a few prepared batches, of the global batch (not split).
@@ -362,7 +363,10 @@ def suggest_limits(
             share = -(-inputs.ids.batch_size // devices)
             source = np.minimum(rows // share, devices - 1)
             pairs = source[valid] * parts + partition[valid]
-            if pairs.size:
-                most = max(most, int(np.bincount(pairs).max()))
+            hi, lo = (np.asarray(word)[valid] for word in (keys.hi, keys.lo))
+            words = np.stack([pairs, hi, lo]).astype(np.int64)
+            distinct = np.unique(words, axis=1)[0]
+            if distinct.size:
+                most = max(most, int(np.bincount(distinct).max()))
         limits[column.name] = int(-(-int(np.ceil(most * margin)) // 8) * 8)
     return limits

@@ -310,7 +310,12 @@ def find(table: DynamicTable, keys: ids_lib.IdsLike) -> Found:
 
 
 def insert_absent(
-    table: DynamicTable, found: Found, insert: jax.Array, *, valid: jax.Array
+    table: DynamicTable,
+    found: Found,
+    insert: jax.Array,
+    *,
+    valid: jax.Array,
+    weights: jax.Array | None = None,
 ) -> tuple[DynamicTable, jax.Array, jax.Array]:
     """Gives rows to the absent keys of `found` whose `insert` is True.
 
@@ -323,6 +328,9 @@ def insert_absent(
       found: `find`'s result.
       insert: `[n] bool`, which entries may insert their key if it is absent.
       valid: `[n] bool`; False entries get EMPTY and touch nothing.
+      weights: `[n] int32`, occurrences each entry stands for in `freq` and
+        `overflows` (1 if None): an entry for the repeats of its key, merged
+        before an exchange.
 
     Returns:
       `(table, rows, new)`, flat: rows EMPTY where none; `new` True for every
@@ -331,12 +339,16 @@ def insert_absent(
     with jax.named_scope("aj.table.insert_absent"):
         contending = valid & insert & (found.rows == EMPTY)
         table, new_rows = _insert(table, found.ids, found.candidates, contending)
-        refused = jnp.sum(contending & (new_rows == EMPTY), dtype=jnp.int32)
+        refused = contending & (new_rows == EMPTY)
+        refused = jnp.sum(
+            refused if weights is None else jnp.where(refused, weights, 0),
+            dtype=jnp.int32,
+        )
         table = table.replace(
             overflows=_numerics.saturating_add(table.overflows, refused)
         )
         rows = jnp.where(valid, jnp.maximum(found.rows, new_rows), EMPTY)
-        return _touch(table, rows), rows, contending & (new_rows >= 0)
+        return _touch(table, rows, weights), rows, contending & (new_rows >= 0)
 
 
 def set_frequency(
@@ -348,11 +360,15 @@ def set_frequency(
     return table.replace(freq=table.freq.at[at].set(freq, mode="drop"))
 
 
-def _touch(table: DynamicTable, rows: jax.Array) -> DynamicTable:
-    """Counts one occurrence for each row >= 0 and stamps it with the step."""
+def _touch(
+    table: DynamicTable, rows: jax.Array, weights: jax.Array | None = None
+) -> DynamicTable:
+    """Counts one occurrence (or `weights`) for each row >= 0 and stamps it
+    with the step."""
     at = jnp.where(rows >= 0, rows, table.capacity)
+    amount = 1 if weights is None else weights
     return table.replace(
-        freq=_numerics.saturating_scatter_add(table.freq, at, 1),
+        freq=_numerics.saturating_scatter_add(table.freq, at, amount),
         last_step=table.last_step.at[at].set(table.step, mode="drop"),
     )
 

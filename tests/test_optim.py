@@ -10,7 +10,7 @@ import optax
 import pytest
 from jax.experimental import checkify
 
-from adaptive_jax import optim
+from adaptive_jax import _dedup, optim
 
 DATA = pathlib.Path(__file__).parent / "data"
 DENSE_FTRL = json.loads((DATA / "ftrl_tf_known_answers.json").read_text())
@@ -424,4 +424,23 @@ def test_first_occurrence_matches_a_dict():
     want = []
     for i, (row, ok) in enumerate(zip(rows.tolist(), valid.tolist(), strict=True)):
         want.append(seen.setdefault(row, i) if ok else -1)
+    assert got.tolist() == want
+
+
+def test_first_occurrence_of_64_bit_keys_matches_a_dict():
+    """Keys that share a word but not both are told apart."""
+    rng = np.random.default_rng(7)
+    hi = rng.integers(0, 4, 1000).astype(np.uint32)
+    lo = rng.integers(0, 30, 1000).astype(np.uint32)
+    valid = rng.random(1000) < 0.9
+    got = np.asarray(
+        _dedup.first_occurrence((jnp.asarray(hi), jnp.asarray(lo)), jnp.asarray(valid))
+    )
+    seen = {}
+    want = [
+        seen.setdefault((h, w), i) if ok else -1
+        for i, (h, w, ok) in enumerate(
+            zip(hi.tolist(), lo.tolist(), valid.tolist(), strict=True)
+        )
+    ]
     assert got.tolist() == want

@@ -295,6 +295,33 @@ def test_the_sketch_never_counts_low(keys, depth):
     assert all(e == truth[k] for k, e in zip(keys, estimated.tolist(), strict=True))
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 20), st.integers(1, 5)), min_size=1, max_size=8)
+)
+def test_a_weighted_entry_counts_as_its_repeats(entries):
+    """The sketch counts an entry of weight w as w occurrences (its estimates
+    and the halving's tally), as the w entries would."""
+    keys = [k for k, _ in entries] + [0] * (8 - len(entries))
+    weights = [w for _, w in entries] + [0] * (8 - len(entries))
+    mask = jnp.arange(8) < len(entries)
+    repeated = [k for k, w in entries for _ in range(w)]
+    repeated += [0] * (48 - len(repeated))
+    sketch = _sketch.Sketch.create(2, 64)
+    merged, after = sketch_add(
+        sketch, ids.from_numpy(keys), mask, weights=jnp.asarray(weights, jnp.int32)
+    )
+    plain, _ = sketch_add(
+        sketch, ids.from_numpy(repeated), jnp.arange(48) < sum(weights)
+    )
+    np.testing.assert_array_equal(np.asarray(merged.counts), np.asarray(plain.counts))
+    assert float(merged.held) == float(plain.held) == sum(weights)
+    estimates = np.asarray(sketch_estimate(plain, ids.from_numpy(keys)))
+    np.testing.assert_array_equal(
+        np.asarray(after)[: len(entries)], estimates[: len(entries)]
+    )
+
+
 def test_the_sketch_halves_when_full_and_reads_before():
     sketch = _sketch.Sketch.create(1, 4)
     batch = ids.from_numpy([5, 5, 5, 6])

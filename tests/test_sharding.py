@@ -281,13 +281,14 @@ def overflow_setup(limit):
 
 
 def test_an_overflowing_buffer_serves_the_static_bucket_and_counts():
-    limit = 3
+    limit = 2
     cols, wide, narrow, state, batch, users = overflow_setup(limit)
     before = jax.device_get(state)
     full, _, _ = fc.input_layer(batch, cols, state, optimizer=FTRL, layout=wide)
     emb, after, _ = fc.input_layer(batch, cols, state, optimizer=FTRL, layout=narrow)
-    # The model: on each device, the first `limit` entries bound for each
-    # partition travel; the rest read their bucket.
+    # The model: on each device, the first `limit` distinct keys bound for each
+    # partition (in order of first occurrence) travel, with all their repeats;
+    # the other entries read their bucket.
     keys = ids_lib.from_numpy(users[:, 0].astype(np.int64))
     owner = np.asarray(_device_hash.partition(keys, OVERFLOW_PARTITIONS))
     buckets = np.asarray(batch["user_embedding"].buckets)[
@@ -303,11 +304,13 @@ def test_an_overflowing_buffer_serves_the_static_bucket_and_counts():
                 for i in range(device * share, (device + 1) * share)
                 if owner[i] == part
             ]
-            for i in entries[limit:]:
-                served[i] = np.asarray(before["user_embedding"].static.values)[
-                    buckets[i]
-                ]
-                overflows += 1
+            travelling = list(dict.fromkeys(users[i, 0] for i in entries))[:limit]
+            for i in entries:
+                if users[i, 0] not in travelling:
+                    served[i] = np.asarray(before["user_embedding"].static.values)[
+                        buckets[i]
+                    ]
+                    overflows += 1
     assert overflows > 0
     np.testing.assert_array_equal(np.asarray(emb), served)
     stats = fc.summary(jax.device_get(after))["user_embedding"]
@@ -326,7 +329,8 @@ def test_suggested_limits_cover_the_busiest_pair():
     cols = columns(8)
     batches = sample_batches(cols)
     limits = sharding.suggest_limits(batches, cols, devices=4, margin=1.0)
-    # The model: the most entries one device sends one partition, to a multiple of 8.
+    # The model: the most distinct keys one device sends one partition (repeats
+    # travel as one entry), to a multiple of 8.
     for column in cols:
         most = 0
         for batch in batches:
@@ -334,10 +338,13 @@ def test_suggested_limits_cover_the_busiest_pair():
             valid = np.array(inputs.ids.valid)
             if inputs.to_dynamic is not None:
                 valid &= np.asarray(inputs.to_dynamic)
+            keys = ids_lib.to_numpy(inputs.ids.values)
             owner = np.asarray(_device_hash.partition(inputs.ids.values, 8))
             device = np.asarray(inputs.ids.row_ids) // (BATCH // 4)
-            pairs = device[valid] * 8 + owner[valid]
-            most = max(most, np.bincount(pairs).max())
+            sent = {}
+            for i in np.flatnonzero(valid):
+                sent.setdefault((device[i], owner[i]), set()).add(keys[i])
+            most = max(most, max(len(k) for k in sent.values()))
         assert limits[column.name] == -(-most // 8) * 8
     doubled = sharding.suggest_limits(batches, cols, devices=4, margin=2.0)
     for name, limit in limits.items():

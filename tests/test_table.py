@@ -364,3 +364,27 @@ def test_lookup_or_insert_new_marks_every_entry_of_an_inserted_key():
     state, rows, new = fn(state, ids.from_numpy([2, 1, 2, 3, 4]), all_true(5))
     assert rows.tolist() == [1, 0, 1, 2, -1]
     assert new.tolist() == [True, False, True, True, False]
+
+
+def test_weighted_entries_count_as_their_repeats():
+    """An entry of weight w (the repeats of a key merged before an exchange)
+    counts w occurrences in `freq` and in `overflows`, as w entries would."""
+    keys, weights = [7, 8, 9, 10], [3, 1, 2, 4]
+    repeated = [k for k, w in zip(keys, weights, strict=True) for _ in range(w)]
+
+    def run(batch, weights):
+        state = table.DynamicTable.create(2)  # 9 and 10 find no room
+        found = table.find(state, ids.from_numpy(batch))
+        n = len(batch)
+        state, _, _ = table.insert_absent(
+            state, found, all_true(n), valid=all_true(n), weights=weights
+        )
+        return state
+
+    merged = run(keys, jnp.asarray(weights, jnp.int32))
+    plain = run(repeated, None)
+    assert int(merged.overflows) == int(plain.overflows) == 6
+    assert merged.freq.tolist() == plain.freq.tolist() == [3, 1]
+    np.testing.assert_array_equal(
+        np.asarray(merged.row_keys), np.asarray(plain.row_keys)
+    )

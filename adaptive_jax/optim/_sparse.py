@@ -16,49 +16,23 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
 
-from adaptive_jax import _device_hash, _numerics
+from adaptive_jax import _dedup, _numerics
 
 _CHUNKS = 8
 
 
 def first_occurrence(rows: jax.Array, valid: jax.Array) -> jax.Array:
-    """For each valid entry, the index of the first valid entry with its row.
-
-    Sort-free: entries hash their row into a scratch twice the batch size and a
-    scatter-min keeps the lowest index per slot; an entry whose slot went to
-    another row hashes again, with another seed, next round. Repeats of a row
-    always share a slot, so they settle together, on their first occurrence.
+    """For each valid entry, the index of the first valid entry with its row
+    (-1 where invalid), sort-free (see `_dedup`).
 
     Args:
       rows: `[k] int32` row ids.
-      valid: `[k] bool`; invalid entries get -1.
+      valid: `[k] bool`.
 
     Returns:
       `[k] int32`.
     """
-    k = rows.shape[0]
-    size = 1 << max(1, (2 * k - 1).bit_length())
-    iota = jnp.arange(k, dtype=jnp.int32)
-    words = rows.astype(jnp.uint32)
-
-    def one_round(state):
-        first, pending, round_ = state
-        salt = (round_.astype(jnp.uint32) + 1) * jnp.uint32(0x9E3779B9)
-        slot = (_device_hash.fmix32(words ^ salt) & jnp.uint32(size - 1)).astype(
-            jnp.int32
-        )
-        scratch = jnp.full((size,), k, jnp.int32)
-        scratch = scratch.at[jnp.where(pending, slot, size)].min(iota, mode="drop")
-        winner = jnp.minimum(scratch[slot], k - 1)
-        settled = pending & (rows[winner] == rows)
-        return jnp.where(settled, winner, first), pending & ~settled, round_ + 1
-
-    first, _, _ = jax.lax.while_loop(
-        lambda state: jnp.any(state[1]),
-        one_round,
-        (jnp.full((k,), -1, jnp.int32), valid, jnp.int32(0)),
-    )
-    return first
+    return _dedup.first_occurrence((rows,), valid)
 
 
 def apply_sparse(
