@@ -5,12 +5,15 @@ into P partitions: every leaf of them has a leading partition axis. A key's
 partition is fixed by its virtual bucket (`hashing.partition`): another P moves
 whole virtual buckets. On a mesh of D devices each device holds P / D
 partitions (the leading axis sharded); the entries of a lookup travel to the
-device that owns their key, and their rows back, by two all-to-alls. The
-buffers have a fixed size: `limit` entries per (source device, partition). An
-entry past its buffer's limit is served, and trained, by its static bucket (in
-a plain dynamic column it reads the default value), and the statistics count it
-in `exchange_overflows`: never dropped, never an error. On one device the
-exchange is a reshape.
+device that owns their key, and their rows back, by two all-to-alls. A
+device's repeats of a key travel as one entry, which carries their count (the
+owner's frequencies and admission counts add it) and whose row comes back to
+them all; their gradients travel summed. The buffers have a fixed size:
+`limit` entries per (source device, partition). An entry past its buffer's
+limit is served, and trained, by its static bucket (in a plain dynamic column
+it reads the default value), and the statistics count it, with its repeats, in
+`exchange_overflows`: never dropped, never an error. On one device the exchange
+is a reshape.
 
 The static table is replicated: every device reads its buckets locally, and the
 sparse update of the buckets is applied on every device with the entries of all
