@@ -372,14 +372,17 @@ def test_weighted_entries_count_as_their_repeats():
     keys, weights = [7, 8, 9, 10], [3, 1, 2, 4]
     repeated = [k for k, w in zip(keys, weights, strict=True) for _ in range(w)]
 
+    @jax.jit
+    def insert_weighted(state, keys, weights):
+        n = keys.shape[0]
+        found = table.find(state, keys)
+        return table.insert_absent(
+            state, found, all_true(n), valid=all_true(n), weights=weights
+        )[0]
+
     def run(batch, weights):
         state = table.DynamicTable.create(2)  # 9 and 10 find no room
-        found = table.find(state, ids.from_numpy(batch))
-        n = len(batch)
-        state, _, _ = table.insert_absent(
-            state, found, all_true(n), valid=all_true(n), weights=weights
-        )
-        return state
+        return insert_weighted(state, ids.from_numpy(batch), weights)
 
     merged = run(keys, jnp.asarray(weights, jnp.int32))
     plain = run(repeated, None)
