@@ -13,8 +13,8 @@ import shutil
 import tempfile
 
 # The tests' programs are small and many: XLA's LLVM backend at -O0 compiles them
-# about a sixth faster in all, and gives the same numbers (XLA:CPU does not let
-# LLVM reorder float arithmetic at any level).
+# about a sixth faster in all. The numbers do not depend on it: XLA:CPU leaves
+# fast-math off, so LLVM may not reorder float arithmetic at any level.
 os.environ.setdefault(
     "XLA_FLAGS",
     "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0",
