@@ -6,8 +6,9 @@ instead of a replica of all B. A lookup sends each entry's bucket to its owner
 and the row back (two all-to-alls); the sparse update sends each gradient to
 its bucket's owner (one), which updates its rows alone. The buffers hold every
 local entry for every destination, so nothing can overflow: each device sends
-D times its entries, the bytes of the replicated table's all-gather, for a
-table D times smaller per device and an update of its own rows only.
+D times its entries each way (twice the bytes of the replicated table's
+all-gather; docs/scaling.md), for a table D times smaller per device and an
+update of its own rows only.
 
 The functions here are per-device bodies, under `jax.shard_map` with the mesh
 axis as `axis_name` (None on one device: the whole table is here).
