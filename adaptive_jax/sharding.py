@@ -58,8 +58,9 @@ class Layout:
       mesh: the device mesh (`jax.sharding.Mesh`); other axes hold replicas.
       axis: the name of the mesh axis that splits the batch and the partitions.
       limits: exchange buffer entries per (source device, partition), by
-        embedding-column name (`{"user_embedding": 4096}`); a column without
-        one gets its local batch's size (no overflow possible, the most bytes).
+        embedding-column name (`{"user_embedding": 4096}`); a device's repeats
+        of a key take one entry. A column without one gets its local batch's
+        size (no overflow possible, the most bytes).
       split_static: the embedding columns whose static table is split by rows
         over the axis (`("user_embedding",)`), or True for every static table;
         the others are replicated on every device. Split a table that is large
