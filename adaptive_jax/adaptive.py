@@ -48,7 +48,14 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from adaptive_jax import _numerics, _sketch, combiners, static_split, statistics
+from adaptive_jax import (
+    _exchange,
+    _numerics,
+    _sketch,
+    combiners,
+    static_split,
+    statistics,
+)
 from adaptive_jax import ev as ev_lib
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
@@ -424,6 +431,7 @@ def apply_gradients(
     dynamic_optimizer: Any,
     axis_name: str | None = None,
     split_static: bool = False,
+    static_limit: int | None = None,
 ) -> ColumnState:
     """One sparse optimizer step on the rows that `lookup` served. Jittable.
 
@@ -437,6 +445,8 @@ def apply_gradients(
         the mesh axis: every device's buckets train every replica.
       split_static: the static table is split by rows over `axis_name`: the
         buckets' gradients go to their owners.
+      static_limit: a replicated static table's update gathers this many
+        entries per device when they fit (see `update_static`).
 
     Returns:
       The state, its `step` (and the dynamic table's) one further.
@@ -448,7 +458,13 @@ def apply_gradients(
     """
     grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
     state = update_static(
-        state, residuals.static_rows, grads, static_optimizer, axis_name, split_static
+        state,
+        residuals.static_rows,
+        grads,
+        static_optimizer,
+        axis_name,
+        split_static,
+        static_limit,
     )
     if state.dynamic is not None:
         dynamic = apply_dynamic(
@@ -465,20 +481,65 @@ def update_static(
     optimizer: Any,
     axis_name: str | None,
     split: bool = False,
+    limit: int | None = None,
 ) -> ColumnState:
     """The static table's sparse update from the entries it served; under
     `shard_map`, from the entries of every device (an all-gather), so that its
-    replicas stay equal, or, `split` by rows, from those of its own buckets."""
+    replicas stay equal, or, `split` by rows, from those of its own buckets.
+
+    `limit`: the all-gather sends each device's first `limit` static entries,
+    compacted, when every device has no more; else (a `lax.cond` on the whole
+    mesh) all its entries. Never an entry lost."""
     if state.static is None:
         return state
+    static = state.static
     if split:
-        local = state.static.values.shape[0]
+        local = static.values.shape[0]
         rows, grads = static_split.routed_gradients(rows, grads, local, axis_name)
     elif axis_name is not None:
-        rows = jax.lax.all_gather(rows, axis_name, tiled=True)
-        grads = jax.lax.all_gather(grads, axis_name, tiled=True)
-    static = apply_static(state.static, rows, grads, optimizer, state.step)
+        rows, grads = _gathered(rows, grads, static.values.shape[0], axis_name, limit)
+    static = apply_static(static, rows, grads, optimizer, state.step)
     return state.replace(static=static)
+
+
+def _gathered(
+    rows: jax.Array, grads: jax.Array, none: int, axis_name: str, limit: int | None
+) -> tuple[jax.Array, jax.Array]:
+    """Every device's static entries (`rows` < `none`): all of them, or, when
+    no device has more than `limit`, each device's compacted into `limit`
+    slots and padded back (the table stays out of the `lax.cond`, which would
+    copy it)."""
+    n = rows.shape[0]
+    if limit is None or limit >= n:
+        return (
+            jax.lax.all_gather(rows, axis_name, tiled=True),
+            jax.lax.all_gather(grads, axis_name, tiled=True),
+        )
+    devices = jax.lax.axis_size(axis_name)
+    served = rows < none
+    slot = jnp.where(served, jnp.cumsum(served, dtype=jnp.int32) - 1, limit)
+    over = jnp.sum(served, dtype=jnp.int32) > limit
+    fits = jax.lax.psum(over.astype(jnp.int32), axis_name) == 0
+
+    def compact():
+        few = _exchange.packed(rows, slot, limit, fill=none)
+        few = jax.lax.all_gather(few, axis_name, tiled=True)
+        some = jax.lax.all_gather(
+            _exchange.packed(grads, slot, limit), axis_name, tiled=True
+        )
+        pad = devices * (n - limit)
+        return (
+            jnp.concatenate([few, jnp.full((pad,), none, rows.dtype)]),
+            jnp.concatenate([some, jnp.zeros((pad,) + grads.shape[1:], grads.dtype)]),
+        )
+
+    def whole():
+        return (
+            jax.lax.all_gather(rows, axis_name, tiled=True),
+            jax.lax.all_gather(grads, axis_name, tiled=True),
+        )
+
+    return jax.lax.cond(fits, compact, whole)
 
 
 def apply_static(

@@ -544,6 +544,7 @@ def _update_columns(
             dynamic_optimizer=dynamic_spec,
             axis_name=axis_name,
             split_static=layout is not None and layout.splits_static(column.name),
+            static_limit=None if layout is None else layout.static_limit(column.name),
         )
     return state
 

@@ -237,6 +237,7 @@ def apply_gradients(
     dynamic_optimizer: Any,
     axis_name: str | None = None,
     split_static: bool = False,
+    static_limit: int | None = None,
 ) -> adaptive.ColumnState:
     """`adaptive.apply_gradients` for a partitioned column: the gradients of the
     dynamic entries go to their partitions, those of the static ones to every
@@ -244,7 +245,13 @@ def apply_gradients(
     Jittable."""
     grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
     state = adaptive.update_static(
-        state, residuals.static_rows, grads, static_optimizer, axis_name, split_static
+        state,
+        residuals.static_rows,
+        grads,
+        static_optimizer,
+        axis_name,
+        split_static,
+        static_limit,
     )
     here, received = residuals.dynamic_rows.shape
     sent = _exchange.summed(grads, residuals.exchange_slots, here * received)

@@ -61,6 +61,10 @@ class Layout:
         embedding-column name (`{"user_embedding": 4096}`); a device's repeats
         of a key take one entry. A column without one gets its local batch's
         size (no overflow possible, the most bytes).
+      static_limits: entries per device in the all-gather of a replicated
+        static table's update, by embedding-column name: a device's static
+        entries, compacted, when no device has more; else every entry (the
+        whole mesh decides together). `suggest_static_limits` sizes them.
       split_static: the embedding columns whose static table is split by rows
         over the axis (`("user_embedding",)`), or True for every static table;
         the others are replicated on every device. Split a table that is large
@@ -75,6 +79,7 @@ class Layout:
     mesh: Mesh
     axis: str = "data"
     limits: Mapping[str, int] | tuple = ()
+    static_limits: Mapping[str, int] | tuple = ()
     split_static: bool | Collection[str] = ()
 
     def __post_init__(self):
@@ -86,11 +91,12 @@ class Layout:
         kinds = {device.platform for device in self.mesh.devices.flat}
         if len(kinds) > 1:
             raise ValueError(f"Layout: the mesh mixes devices of kinds {sorted(kinds)}")
-        limits = dict(self.limits)
-        for name, limit in limits.items():
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise ValueError(f"Layout: limits['{name}'] must be an int >= 1")
-        object.__setattr__(self, "limits", tuple(sorted(limits.items())))
+        for option in ("limits", "static_limits"):
+            limits = dict(getattr(self, option))
+            for name, limit in limits.items():
+                if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                    raise ValueError(f"Layout: {option}['{name}'] must be an int >= 1")
+            object.__setattr__(self, option, tuple(sorted(limits.items())))
         split = self.split_static
         if not isinstance(split, bool):
             if isinstance(split, str) or not all(isinstance(n, str) for n in split):
@@ -107,6 +113,9 @@ class Layout:
 
     def limit(self, name: str) -> int | None:
         return dict(self.limits).get(name)
+
+    def static_limit(self, name: str) -> int | None:
+        return dict(self.static_limits).get(name)
 
     def _split_names(self) -> tuple[str, ...]:
         split = self.split_static
@@ -370,4 +379,37 @@ def suggest_limits(
             if distinct.size:
                 most = max(most, int(np.bincount(distinct).max()))
         limits[column.name] = int(-(-int(np.ceil(most * margin)) // 8) * 8)
+    return limits
+
+
+def suggest_static_limits(
+    batches: Sequence[Mapping[str, adaptive.ColumnIds]],
+    feature_columns: Sequence[fc.EmbeddingColumn],
+    devices: int,
+    *,
+    margin: float = 1.25,
+) -> dict[str, int]:
+    """Limits of the static updates' all-gathers from observed batches (as
+    `suggest_limits`): for the adaptive columns with a routing mask, the most
+    ids that any device's share sends to the static table, times `margin`,
+    rounded up to a multiple of 8. (Ids that the dynamic table refuses also
+    train their buckets; a step with more than the limit on some device
+    gathers every entry, so a limit costs nothing but speed when it is short.)
+    """
+    limits = {}
+    for column in feature_columns:
+        most = 0
+        for batch in batches:
+            inputs = batch[column.name]
+            if (
+                inputs.to_dynamic is None
+                or column.categorical_column.hash_bucket_size is None
+            ):
+                break
+            static = np.asarray(inputs.ids.valid) & ~np.asarray(inputs.to_dynamic, bool)
+            share = -(-inputs.ids.batch_size // devices)
+            source = np.minimum(np.asarray(inputs.ids.row_ids) // share, devices - 1)
+            most = max(most, int(np.bincount(source[static], minlength=1).max()))
+        else:
+            limits[column.name] = int(-(-int(np.ceil(max(most, 1) * margin)) // 8) * 8)
     return limits

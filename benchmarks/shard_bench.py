@@ -16,7 +16,10 @@ batch and the partitions split over it and exchange limits from
   step at the same global batch. The 2 real cores are shared by the 8 devices,
   so this is the overhead of the exchange, not a speed-up. Target: ratio <= 1.5.
   The static table is replicated: every device applies the whole batch's static
-  update, 8 times the work on the same 2 cores.
+  update, gathered in buffers of `sharding.suggest_static_limits` entries per
+  device (the masked-out ids) when they fit.
+- `sharded_step_8_devices_adaptive_gather_all`: the same, the static update
+  gathering every entry of every device (no static limit).
 - `sharded_step_8_devices_dynamic`: the same for a plain dynamic column (no
   static table): the exchange alone.
 - `sharded_step_8_devices_adaptive_tight`: the adaptive step with buffers of
@@ -112,21 +115,24 @@ def collective_bytes(hlo: str) -> dict[str, int]:
 
 
 def model_bytes(
-    devices: int, limit: int, local_ids: int, split_static: bool
+    devices: int, limit: int, local_ids: int, split_static: bool, static_limit: int
 ) -> dict[str, int]:
     """docs/scaling.md: per device and step, P partitions over D devices. On
-    one device the exchanges are reshapes."""
+    one device the exchanges are reshapes. A static limit below the local ids
+    puts two all-gathers in the program (`lax.cond`): the compacted one, taken
+    when every device fits, and the whole one; both are counted."""
+    gathered = local_ids + (static_limit if static_limit < local_ids else 0)
     slots, row = PARTITIONS * limit, 4 * DIM
     if devices == 1:
         return {
             "all-to-all": 0,
-            "all-gather": 0 if split_static else local_ids * (4 + row),
+            "all-gather": 0 if split_static else gathered * (4 + row),
         }
     if not split_static:
         return {
             # keys hi, lo, bucket, repeats out; rows, flags back; gradients out.
             "all-to-all": slots * (16 + (row + 1) + row),
-            "all-gather": devices * local_ids * (4 + row),  # static rows, grads
+            "all-gather": devices * gathered * (4 + row),  # static rows, grads
         }
     return {
         # keys hi, lo, repeats and the bucket's row out; rows, flags back;
@@ -169,12 +175,14 @@ def timed_steps(
     *,
     tight: bool = False,
     split_static: bool = False,
+    static_limit: bool = True,
 ) -> dict[str, int]:
     """The 8-device step against the 1-device step, alternated; returns the
     1-device state's bytes (whole, dynamic and static table). `tight`: buffers
     of 1.25 times the mean distinct keys per (device, partition) instead of the
     suggested limit (which covers the hottest pair). `split_static`: the static
-    table split by rows over the devices."""
+    table split by rows over the devices. `static_limit`: the replicated static
+    update gathers `suggest_static_limits` entries per device (else all)."""
     one, split = [column(None, kind)], [column(DEVICES, kind)]
     masks_of = (lambda m: m) if kind == "adaptive" else (lambda m: None)
     sample = [
@@ -184,8 +192,17 @@ def timed_steps(
     if tight:
         mean = np.mean([mean_sent(prepared["ids_embedding"]) for prepared in sample])
         limits = {"ids_embedding": int(1.25 * mean)}
+    static_limits = {}
+    if static_limit and not split_static:
+        static_limits = sharding.suggest_static_limits(sample, split, DEVICES)
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:DEVICES]), ("data",))
-    layout = sharding.Layout(mesh, "data", limits=limits, split_static=split_static)
+    layout = sharding.Layout(
+        mesh,
+        "data",
+        limits=limits,
+        static_limits=static_limits,
+        split_static=split_static,
+    )
     local = batch // DEVICES
     single = jax.device_put(
         fc.init_state(one, FTRL, jax.random.key(0)), jax.devices()[0]
@@ -216,12 +233,14 @@ def timed_steps(
             {
                 "name": f"sharded_step_8_devices_{kind}"
                 + ("_tight" * tight)
-                + ("_split_static" * split_static),
+                + ("_split_static" * split_static)
+                + ("_gather_all" * (kind == "adaptive" and not static_limit)),
                 "median_ms": round(float(split_ms), 3),
                 "baseline_ms": round(float(base_ms), 3),
                 "ratio": round(float(split_ms / base_ms), 3),
                 "global_batch": batch,
                 "limit": limits["ids_embedding"],
+                "static_limit": static_limits.get("ids_embedding"),
                 "exchange_overflows": fc.summary(jax.device_get(sharded))[
                     "ids_embedding"
                 ]["exchange_overflows"],
@@ -250,6 +269,7 @@ def main() -> None:
     one_bytes = {}
     for kind in ("adaptive", "dynamic"):
         one_bytes[kind] = timed_steps(kind, raws, batch, warmup)
+    timed_steps("adaptive", raws, batch, warmup, static_limit=False)
     timed_steps("adaptive", raws, batch, warmup, tight=True)
     timed_steps("adaptive", raws, batch, warmup, split_static=True)
     local = batch // DEVICES
@@ -269,13 +289,19 @@ def exchange(
 ) -> None:
     """The collectives' bytes and the state per device on a mesh of `devices`."""
     split = [column(PARTITIONS)]
-    limits = sharding.suggest_limits(
-        [fc.prepare(f, split, adaptive_mask_tensors=m) for f, m in raws],
-        split,
-        devices,
-    )
+    sample = [fc.prepare(f, split, adaptive_mask_tensors=m) for f, m in raws]
+    limits = sharding.suggest_limits(sample, split, devices)
+    static_limits = {}
+    if not split_static:
+        static_limits = sharding.suggest_static_limits(sample, split, devices)
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
-    layout = sharding.Layout(mesh, "data", limits=limits, split_static=split_static)
+    layout = sharding.Layout(
+        mesh,
+        "data",
+        limits=limits,
+        static_limits=static_limits,
+        split_static=split_static,
+    )
     state = layout.place(fc.init_state(split, FTRL, jax.random.key(0)), split)
     features, masks = raws[0]
     prepared = sharding.prepare(
@@ -288,13 +314,15 @@ def exchange(
     compiled = make_step(split, layout).lower(state, prepared, g).compile()
     measured = collective_bytes(compiled.as_text())
     limit = min(limits["ids_embedding"], local)
-    model = model_bytes(devices, limit, local, split_static)
+    static_limit = static_limits.get("ids_embedding", local)
+    model = model_bytes(devices, limit, local, split_static, static_limit)
     for kind in measured:
         line = {
             "name": f"exchange_bytes_{kind}",
             "devices": devices,
             "split_static": split_static,
             "limit": limit,
+            "static_limit": None if split_static else static_limit,
             "measured_bytes_per_device": measured[kind],
             "model_bytes_per_device": model[kind],
         }

@@ -153,7 +153,20 @@ def test_partitions_on_one_device_train_like_one_table(reference, parts):
 )
 def test_a_mesh_trains_like_one_device(reference, devices):
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
-    layout = sharding.Layout(mesh, "data")
+    # The static update gathers 2 entries per device in the steps where every
+    # device has no more static ids (every step on 8 devices), and all of them
+    # in the others (some steps on 4 devices, every step on 1 or 2).
+    static_limit = 2
+    layout = sharding.Layout(
+        mesh, "data", static_limits={"user_embedding": static_limit}
+    )
+    most = [
+        (raw_batch(step)[1]["user"].reshape(devices, -1) == 0).sum(axis=1).max()
+        for step in range(4)
+    ]
+    assert max(most) <= static_limit if devices == 8 else max(most) > static_limit
+    if devices == 4:
+        assert min(most) <= static_limit
     cols = columns(8)
     embeddings, state, dense = train(cols, layout, size=128 // devices)
     assert_same_training(reference, embeddings, state, dense, cols)
@@ -351,6 +364,20 @@ def test_suggested_limits_cover_the_busiest_pair():
         assert limit <= doubled[name] <= 2 * limit + 8
 
 
+def test_suggested_static_limits_cover_the_busiest_device():
+    cols = columns(8)
+    batches = sample_batches(cols)
+    limits = sharding.suggest_static_limits(batches, cols, devices=4, margin=1.0)
+    # Only the adaptive column has a mask (and a static table).
+    assert set(limits) == {"user_embedding"}
+    # The model: the most masked-out ids of one device's 8 examples.
+    most = max(
+        (raw_batch(step)[1]["user"].reshape(4, -1) == 0).sum(axis=1).max()
+        for step in range(3)
+    )
+    assert limits["user_embedding"] == -(-most // 8) * 8
+
+
 @pytest.mark.slow  # a mesh of its own: its own compiles
 def test_suggested_limits_leave_no_overflow():
     cols = columns(8)
@@ -445,6 +472,8 @@ def test_a_bad_layout_names_the_axis_or_option():
         sharding.Layout(mesh, "model")
     with pytest.raises(ValueError, match=r"limits\['user_embedding'\]"):
         sharding.Layout(mesh, "data", limits={"user_embedding": 0})
+    with pytest.raises(ValueError, match=r"static_limits\['user_embedding'\]"):
+        sharding.Layout(mesh, "data", static_limits={"user_embedding": -2})
     cpu, other = jax.devices()[0], types.SimpleNamespace(platform="gpu", id=99)
     mixed = types.SimpleNamespace(
         axis_names=("data",), devices=np.array([cpu, other], object)
