@@ -43,6 +43,7 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
@@ -144,6 +145,28 @@ def model_bytes(
     }
 
 
+def mesh_layout(
+    sample: list,
+    columns: list,
+    devices: int,
+    *,
+    split_static: bool,
+    static_limit: bool = True,
+) -> sharding.Layout:
+    """A layout over the first `devices` devices with the limits suggested from
+    `sample` (and static limits, for a replicated static table)."""
+    static_limits = {}
+    if static_limit and not split_static:
+        static_limits = sharding.suggest_static_limits(sample, columns, devices)
+    return sharding.Layout(
+        jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",)),
+        "data",
+        limits=sharding.suggest_limits(sample, columns, devices),
+        static_limits=static_limits,
+        split_static=split_static,
+    )
+
+
 def mean_sent(inputs) -> float:
     """The mean entries per (device, partition) of a batch on the 8-device mesh:
     the distinct routed keys of each device's share."""
@@ -188,21 +211,15 @@ def timed_steps(
     sample = [
         fc.prepare(f, split, adaptive_mask_tensors=masks_of(m)) for f, m in raws[:4]
     ]
-    limits = sharding.suggest_limits(sample, split, DEVICES)
+    layout = mesh_layout(
+        sample, split, DEVICES, split_static=split_static, static_limit=static_limit
+    )
     if tight:
         mean = np.mean([mean_sent(prepared["ids_embedding"]) for prepared in sample])
         limits = {"ids_embedding": int(1.25 * mean)}
-    static_limits = {}
-    if static_limit and not split_static:
-        static_limits = sharding.suggest_static_limits(sample, split, DEVICES)
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:DEVICES]), ("data",))
-    layout = sharding.Layout(
-        mesh,
-        "data",
-        limits=limits,
-        static_limits=static_limits,
-        split_static=split_static,
-    )
+        layout = dataclasses.replace(layout, limits=limits)
+    limits, static_limits = dict(layout.limits), dict(layout.static_limits)
+    mesh = layout.mesh
     local = batch // DEVICES
     single = jax.device_put(
         fc.init_state(one, FTRL, jax.random.key(0)), jax.devices()[0]
@@ -290,18 +307,9 @@ def exchange(
     """The collectives' bytes and the state per device on a mesh of `devices`."""
     split = [column(PARTITIONS)]
     sample = [fc.prepare(f, split, adaptive_mask_tensors=m) for f, m in raws]
-    limits = sharding.suggest_limits(sample, split, devices)
-    static_limits = {}
-    if not split_static:
-        static_limits = sharding.suggest_static_limits(sample, split, devices)
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
-    layout = sharding.Layout(
-        mesh,
-        "data",
-        limits=limits,
-        static_limits=static_limits,
-        split_static=split_static,
-    )
+    layout = mesh_layout(sample, split, devices, split_static=split_static)
+    limits, static_limits = dict(layout.limits), dict(layout.static_limits)
+    mesh = layout.mesh
     state = layout.place(fc.init_state(split, FTRL, jax.random.key(0)), split)
     features, masks = raws[0]
     prepared = sharding.prepare(
