@@ -510,14 +510,18 @@ def _gathered(
     slots and padded back (the table stays out of the `lax.cond`, which would
     copy it)."""
     n = rows.shape[0]
-    if limit is None or limit >= n:
+
+    def whole():
         return (
             jax.lax.all_gather(rows, axis_name, tiled=True),
             jax.lax.all_gather(grads, axis_name, tiled=True),
         )
+
+    if limit is None or limit >= n:
+        return whole()
     devices = jax.lax.axis_size(axis_name)
     served = rows < none
-    slot = jnp.where(served, jnp.cumsum(served, dtype=jnp.int32) - 1, limit)
+    slot = jnp.where(served, _numerics.exclusive_count(served), limit)
     over = jnp.sum(served, dtype=jnp.int32) > limit
     fits = jax.lax.psum(over.astype(jnp.int32), axis_name) == 0
 
@@ -531,12 +535,6 @@ def _gathered(
         return (
             jnp.concatenate([few, jnp.full((pad,), none, rows.dtype)]),
             jnp.concatenate([some, jnp.zeros((pad,) + grads.shape[1:], grads.dtype)]),
-        )
-
-    def whole():
-        return (
-            jax.lax.all_gather(rows, axis_name, tiled=True),
-            jax.lax.all_gather(grads, axis_name, tiled=True),
         )
 
     return jax.lax.cond(fits, compact, whole)

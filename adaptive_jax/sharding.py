@@ -124,8 +124,7 @@ class Layout:
     def splits_static(self, name: str) -> bool:
         """Whether the static table of embedding column `name`, if it has one,
         is split by rows over the axis."""
-        split = self.split_static
-        return split if isinstance(split, bool) else name in split
+        return self.split_static is True or name in self._split_names()
 
     def check(self, feature_columns: Sequence[fc.EmbeddingColumn]) -> None:
         """Raises a ValueError naming the column and the axis when a column's
@@ -369,17 +368,25 @@ def suggest_limits(
             partition = np.asarray(_device_hash.partition(keys, parts))
             if inputs.to_dynamic is not None:
                 valid = valid & np.asarray(inputs.to_dynamic)
-            rows = np.asarray(inputs.ids.row_ids)
-            share = -(-inputs.ids.batch_size // devices)
-            source = np.minimum(rows // share, devices - 1)
-            pairs = source[valid] * parts + partition[valid]
+            pairs = _sources(inputs, devices)[valid] * parts + partition[valid]
             hi, lo = (np.asarray(word)[valid] for word in (keys.hi, keys.lo))
             words = np.stack([pairs, hi, lo]).astype(np.int64)
             distinct = np.unique(words, axis=1)[0]
             if distinct.size:
                 most = max(most, int(np.bincount(distinct).max()))
-        limits[column.name] = int(-(-int(np.ceil(most * margin)) // 8) * 8)
+        limits[column.name] = _rounded(most * margin)
     return limits
+
+
+def _sources(inputs: adaptive.ColumnIds, devices: int) -> np.ndarray:
+    """The device along the axis whose share holds each entry of a global batch."""
+    share = -(-inputs.ids.batch_size // devices)
+    return np.minimum(np.asarray(inputs.ids.row_ids) // share, devices - 1)
+
+
+def _rounded(entries: float) -> int:
+    """A limit: `entries` rounded up to a multiple of 8."""
+    return int(-(-int(np.ceil(entries)) // 8) * 8)
 
 
 def suggest_static_limits(
@@ -398,18 +405,16 @@ def suggest_static_limits(
     """
     limits = {}
     for column in feature_columns:
-        most = 0
+        if column.categorical_column.hash_bucket_size is None:
+            continue
+        most = 1
         for batch in batches:
             inputs = batch[column.name]
-            if (
-                inputs.to_dynamic is None
-                or column.categorical_column.hash_bucket_size is None
-            ):
+            if inputs.to_dynamic is None:  # routed by admission: not known here
                 break
             static = np.asarray(inputs.ids.valid) & ~np.asarray(inputs.to_dynamic, bool)
-            share = -(-inputs.ids.batch_size // devices)
-            source = np.minimum(np.asarray(inputs.ids.row_ids) // share, devices - 1)
-            most = max(most, int(np.bincount(source[static], minlength=1).max()))
+            source = _sources(inputs, devices)[static]
+            most = max(most, int(np.bincount(source, minlength=1).max()))
         else:
-            limits[column.name] = int(-(-int(np.ceil(max(most, 1) * margin)) // 8) * 8)
+            limits[column.name] = _rounded(most * margin)
     return limits
