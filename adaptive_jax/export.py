@@ -217,6 +217,11 @@ def _column_export(
         values=values,
         freqs=freqs,
         versions=versions,
+        members=(
+            None
+            if categorical.members is None
+            else tuple((m.key, m.hash_bucket_size) for m in categorical.members)
+        ),
     )
 
 

@@ -55,6 +55,7 @@ from adaptive_jax import (
     initializers,
     optim,
     partitioned,
+    stacking,
     statistics,
 )
 from adaptive_jax import ev as ev_lib
@@ -117,6 +118,8 @@ class CategoricalColumn:
         their bucket), "none" (from the initializer).
       partition_num: partitions of the dynamic table (see `partitioned`), or
         None for one table.
+      members: a stacked column's features (`stacking.Member`: key and static
+        segment), in field order; None for a column of one feature, `key`.
     """
 
     key: str
@@ -126,6 +129,19 @@ class CategoricalColumn:
     adaptive: bool = False
     migration: str = "deeprec"
     partition_num: int | None = None
+    members: tuple[stacking.Member, ...] | None = None
+
+    @property
+    def fields(self) -> int:
+        """The features this column embeds: its members, or 1."""
+        return 1 if self.members is None else len(self.members)
+
+    @property
+    def feature_keys(self) -> tuple[str, ...]:
+        """The keys of the features this column reads."""
+        if self.members is None:
+            return (self.key,)
+        return tuple(m.key for m in self.members)
 
 
 def categorical_column_with_adaptive_embedding(
@@ -187,6 +203,94 @@ def categorical_column_with_hash_bucket(
     return CategoricalColumn(key, _dtype_name(dtype, key), hash_bucket_size)
 
 
+def stacked_column(
+    categorical_columns: Sequence[CategoricalColumn], key: str
+) -> CategoricalColumn:
+    """One column for many features of the same kind: one table to compile, each
+    feature with its own static segment of its own `hash_bucket_size`, its own
+    keys and its own field of the output (see `stacking`).
+
+    The members are built as columns of their own (all adaptive, all plain
+    dynamic or all plain static, of one dtype, migration and options except the
+    capacity); the stacked column's dynamic table holds the sum of their
+    capacities, and its embedding is `[batch, members * dimension]`, the
+    members side by side in the order given. Its state, export and
+    checkpoint are those of one column, named after `key`.
+
+    Example:
+      >>> c = [categorical_column_with_adaptive_embedding(k, n)
+      ...      for k, n in (("site", 8), ("device", 2))]
+      >>> fields = stacked_column(c, "fields")
+      >>> fields.hash_bucket_size, fields.feature_keys
+      (10, ('site', 'device'))
+
+    Raises:
+      ValueError: no members, a repeated feature key, members of other kinds,
+        dtypes, migrations, partitions or options, or a capacity over the
+        table's limit; each names the member.
+    """
+    members = list(categorical_columns)
+    if not members:
+        raise ValueError(f"stacked column '{key}': give at least one member column")
+    first = members[0]
+    for column in members:
+        if not isinstance(column, CategoricalColumn) or column.members is not None:
+            raise ValueError(
+                f"stacked column '{key}': members must be categorical columns of "
+                f"one feature, got {column!r}"
+            )
+        for field in ("dtype", "adaptive", "migration", "partition_num"):
+            if getattr(column, field) != getattr(first, field):
+                raise ValueError(
+                    f"stacked column '{key}': member '{column.key}' has {field} "
+                    f"{getattr(column, field)!r}, member '{first.key}' "
+                    f"{getattr(first, field)!r}: stack columns of one kind"
+                )
+        if (column.hash_bucket_size is None) != (first.hash_bucket_size is None) or (
+            (column.ev_option is None) != (first.ev_option is None)
+        ):
+            raise ValueError(
+                f"stacked column '{key}': member '{column.key}' is not of the kind "
+                f"of member '{first.key}' (static, dynamic or adaptive)"
+            )
+        if (
+            column.ev_option is not None
+            and dataclasses.replace(column.ev_option, capacity=first.ev_option.capacity)
+            != first.ev_option
+        ):
+            raise ValueError(
+                f"stacked column '{key}': member '{column.key}' has other "
+                f"ev_option settings than member '{first.key}' (only the capacity "
+                "may differ)"
+            )
+    keys = [c.key for c in members]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"stacked column '{key}': a feature is repeated in {keys}")
+    buckets = None
+    if first.hash_bucket_size is not None:
+        buckets = sum(c.hash_bucket_size for c in members)
+        _check_buckets(buckets, key)
+    option = first.ev_option
+    if option is not None:
+        capacity = sum(c.ev_option.capacity for c in members)
+        if capacity > table_lib.MAX_CAPACITY:
+            raise ValueError(
+                f"stacked column '{key}': the members' capacities add up to "
+                f"{capacity}, over the dynamic table's {table_lib.MAX_CAPACITY}"
+            )
+        option = dataclasses.replace(option, capacity=capacity)
+    return CategoricalColumn(
+        key,
+        first.dtype,
+        buckets,
+        option,
+        first.adaptive,
+        first.migration,
+        first.partition_num,
+        tuple(stacking.Member(c.key, c.hash_bucket_size) for c in members),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class EmbeddingColumn:
     """An embedding of a categorical column.
@@ -207,6 +311,11 @@ class EmbeddingColumn:
     @property
     def name(self) -> str:
         return f"{self.categorical_column.key}_embedding"
+
+    @property
+    def width(self) -> int:
+        """Columns of its output: `dimension` per feature it embeds."""
+        return self.dimension * self.categorical_column.fields
 
 
 def embedding_column(
@@ -324,13 +433,15 @@ def prepare(
     """Turns raw features into the `ColumnIds` of each column, on the host.
 
     Args:
-      features: a dict from column key to the feature's ids: `SparseIds`, a
+      features: a dict from feature key to the feature's ids: `SparseIds`, a
         dense padded array (-1 or "" missing), ragged lists, or an object with
-        `indices`, `values` and `dense_shape` (a `tf.SparseTensor`).
+        `indices`, `values` and `dense_shape` (a `tf.SparseTensor`). A stacked
+        column reads one feature per member.
       feature_columns: the embedding columns.
-      adaptive_mask_tensors: a dict from column key to a per-id 0/1 mask, one
+      adaptive_mask_tensors: a dict from feature key to a per-id 0/1 mask, one
         value per sparse id, in the order of the sparse values.
-      size: a fixed padded number of ids per column; None for powers of two.
+      size: a fixed padded number of ids per column (a stacked column's: of
+        all its members); None for powers of two.
 
     Raises:
       ValueError: a missing feature, a mask of the wrong length, a mask for a
@@ -340,7 +451,10 @@ def prepare(
     columns = ordered(feature_columns)
     masks = dict(adaptive_mask_tensors or {})
     adaptive_keys = {
-        c.categorical_column.key for c in columns if c.categorical_column.adaptive
+        k
+        for c in columns
+        if c.categorical_column.adaptive
+        for k in c.categorical_column.feature_keys
     }
     for key in masks:
         if key not in adaptive_keys:
@@ -350,6 +464,12 @@ def prepare(
     prepared, batch_sizes = {}, set()
     for column in columns:
         categorical = column.categorical_column
+        if categorical.members is not None:
+            prepared[column.name], examples = _prepare_stacked(
+                features, categorical, masks, size
+            )
+            batch_sizes.add(examples)
+            continue
         if categorical.key not in features:
             raise ValueError(
                 f"column '{categorical.key}': feature '{categorical.key}' is missing "
@@ -370,6 +490,34 @@ def prepare(
     if len(batch_sizes) > 1:
         raise ValueError(f"features have different batch sizes: {sorted(batch_sizes)}")
     return prepared
+
+
+def _prepare_stacked(
+    features: Mapping[str, Any],
+    categorical: CategoricalColumn,
+    masks: Mapping[str, Any],
+    size: int | None,
+) -> tuple[adaptive.ColumnIds, int]:
+    """A stacked column's `ColumnIds` and its number of examples."""
+    member_masks = {k: masks[k] for k in categorical.feature_keys if k in masks}
+    if (
+        categorical.adaptive
+        and not member_masks
+        and categorical.ev_option.filter_option is None
+    ):
+        raise ValueError(
+            f"column '{categorical.key}' is adaptive: give adaptive_mask_tensors for "
+            f"its members {list(categorical.feature_keys)} (one 0/1 per id) or an "
+            "admission policy (ev_option.filter_option)"
+        )
+    return stacking.column_ids(
+        features,
+        key=categorical.key,
+        dtype=categorical.dtype,
+        members=categorical.members,
+        masks=member_masks or None,
+        size=size,
+    )
 
 
 def input_layer(
@@ -456,7 +604,10 @@ def _lookup_columns(
                 **settings,
             )
         embeddings, state[name], residuals[name] = looked_up
-        outputs.append(embeddings)
+        examples = embeddings.shape[0] // categorical.fields
+        outputs.append(
+            embeddings.reshape(examples, column.width)
+        )  # fields side by side
     return jnp.concatenate(outputs, axis=1), state, residuals
 
 
@@ -499,7 +650,7 @@ def apply_gradients(
       layout: the `sharding.Layout` given to `input_layer`, or None.
     """
     columns = tuple(ordered(feature_columns))
-    total = sum(c.dimension for c in columns)
+    total = sum(c.width for c in columns)
     if d_embeddings.shape[-1] != total:
         raise ValueError(
             f"d_embeddings has {d_embeddings.shape[-1]} columns, the embeddings {total}"
@@ -529,8 +680,9 @@ def _update_columns(
     start = 0
     for column in columns:
         static_spec, dynamic_spec = _optimizers(column, optimizer)
-        gradient = d_embeddings[:, start : start + column.dimension]
-        start += column.dimension
+        gradient = d_embeddings[:, start : start + column.width]
+        gradient = gradient.reshape(-1, column.dimension)  # a stacked column's rows
+        start += column.width
         update = (
             adaptive.apply_gradients
             if column.categorical_column.partition_num is None

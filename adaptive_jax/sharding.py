@@ -258,21 +258,27 @@ def prepare(
     whole = fc.prepare(
         features, feature_columns, adaptive_mask_tensors=adaptive_mask_tensors
     )
-    batch_size = next(iter(whole.values())).ids.batch_size
-    if batch_size % devices:
+    fields = {c.name: c.categorical_column.fields for c in feature_columns}
+    examples = next(iter(whole.values())).ids.batch_size // fields[next(iter(whole))]
+    if examples % devices:
         raise ValueError(
-            f"the batch of {batch_size} examples does not split evenly over the "
+            f"the batch of {examples} examples does not split evenly over the "
             f"{devices} local devices of mesh axis '{layout.axis}'"
         )
-    share = batch_size // devices
+    # A device's share of each column's rows: its examples (a stacked column's
+    # rows are example-major, so they stay together).
+    shares = {name: examples // devices * fields[name] for name in whole}
     if size is None:
         size = max(
-            sparse_lib.padded_size(int(np.max(_ids_per_share(ids, share, devices))))
-            for ids in whole.values()
+            sparse_lib.padded_size(
+                int(np.max(_ids_per_share(ids, shares[name], devices)))
+            )
+            for name, ids in whole.items()
         )
     sharding = NamedSharding(layout.mesh, P(layout.axis))
     prepared = {}
     for name, inputs in whole.items():
+        share = shares[name]
         shards = [_shard(inputs, d * share, share, size, name) for d in range(devices)]
         local = jax.tree.map(lambda *xs: np.concatenate(xs), *shards)
         prepared[name] = jax.tree.map(

@@ -35,6 +35,8 @@ class ColumnExport:
       values: `[k, dimension]`, their rows (float32 or bfloat16).
       freqs: `[k] int32`, how often each key was looked up.
       versions: `[k] int32`, the step of each key's last lookup.
+      members: a stacked column's `(feature key, hash_bucket_size)` per member,
+        in field order (see `adaptive_jax.stacking`); None for one feature.
     """
 
     arrays: ClassVar[tuple[str, ...]] = (
@@ -60,6 +62,16 @@ class ColumnExport:
     values: np.ndarray
     freqs: np.ndarray
     versions: np.ndarray
+    members: tuple[tuple[str, int | None], ...] | None = None
+
+    def __post_init__(self):
+        if self.members is not None:  # JSON gives lists
+            self.members = tuple((str(k), n) for k, n in self.members)
+
+    @property
+    def fields(self) -> int:
+        """The features the column embeds: its members, or 1."""
+        return 1 if self.members is None else len(self.members)
 
     @property
     def nbytes(self) -> int:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from adaptive_jax import _host_ids, combiners
+from adaptive_jax import _host_ids, combiners, stacking
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
 from adaptive_jax.serving._format import ColumnExport, Export
@@ -92,6 +92,11 @@ class Settings:
     combiner: str
     hash_bucket_size: int | None
     no_permission_value: float
+    members: tuple[tuple[str, int | None], ...] | None
+
+    @property
+    def fields(self) -> int:
+        return 1 if self.members is None else len(self.members)
 
     @classmethod
     def of(cls, column: ColumnExport) -> Settings:
@@ -154,7 +159,10 @@ def prepare(
     """
     masks = dict(masks or {})
     adaptive_keys = {
-        c.column.key for c in built.values() if c.column.kind == "adaptive"
+        key
+        for c in built.values()
+        if c.column.kind == "adaptive"
+        for key in _feature_keys(c.column)
     }
     for key in masks:
         if key not in adaptive_keys:
@@ -162,6 +170,19 @@ def prepare(
     prepared, batch_sizes = {}, set()
     for name, serving_column in built.items():
         column = serving_column.column
+        if column.members is not None:
+            members = [stacking.Member(*m) for m in column.members]
+            member_masks = {m.key: masks[m.key] for m in members if m.key in masks}
+            prepared[name], examples = stacking.column_ids(
+                features,
+                key=column.key,
+                dtype=column.dtype,
+                members=members,
+                masks=member_masks or None,
+                size=size,
+            )
+            batch_sizes.add(examples)
+            continue
         if column.key not in features:
             raise ValueError(
                 f"column '{column.key}': feature '{column.key}' is missing from the "
@@ -179,6 +200,12 @@ def prepare(
     if len(batch_sizes) > 1:
         raise ValueError(f"features have different batch sizes: {sorted(batch_sizes)}")
     return prepared
+
+
+def _feature_keys(column: Settings) -> tuple[str, ...]:
+    if column.members is None:
+        return (column.key,)
+    return tuple(key for key, _ in column.members)
 
 
 def _column_values(
@@ -219,9 +246,9 @@ def _lookup(
             batch.row_ids, batch.weights, batch.valid, batch.batch_size, column.combiner
         )
         values = _column_values(built[name], prepared[name])
-        outputs.append(
-            combiners.combine(values, batch.row_ids, scale, batch.batch_size)
-        )
+        combined = combiners.combine(values, batch.row_ids, scale, batch.batch_size)
+        examples = batch.batch_size // column.fields  # a stacked column's fields
+        outputs.append(combined.reshape(examples, column.fields * column.dimension))
     return jnp.concatenate(outputs, axis=1)
 
 

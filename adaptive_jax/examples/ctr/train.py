@@ -29,7 +29,6 @@ import tqdm
 from adaptive_jax import data, export, metrics, optim, serving
 from adaptive_jax import feature_column as fc
 from adaptive_jax.examples.ctr import model as model_lib
-from adaptive_jax.examples.ctr import variants
 
 Step = Callable[..., tuple[Any, Any, dict, jax.Array]]
 
@@ -130,8 +129,8 @@ def make_step(
 
 
 def _features(batch: data.Batch) -> dict[str, np.ndarray]:
-    """The batch's ids as the stacked column's feature."""
-    return {variants.FIELDS_KEY: variants.stack(batch.categorical)}
+    """The batch's ids, by column: the stacked column's member features."""
+    return batch.categorical
 
 
 def _device_batch(

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 import numpy as np
 
 import adaptive_jax as aj
-from adaptive_jax import adaptive, data
+from adaptive_jax import adaptive, data, stacking
 from adaptive_jax import feature_column as fc
 
 VARIANTS = ("static", "dynamic", "filtered", "adaptive")
@@ -70,7 +70,7 @@ class Settings:
     hash_bucket_size: int = 2**18
     adaptive_hash_bucket_size: int = 2**15
     filter_freq: int = 3
-    steps_to_live: int = 100
+    steps_to_live: int | None = 100
     evict_every: int = 10
     headroom: float = 1.25
     migration: str = "deeprec"
@@ -78,8 +78,10 @@ class Settings:
     def __post_init__(self):
         for name in ("dimension", "hash_bucket_size", "adaptive_hash_bucket_size"):
             _require_at_least(name, getattr(self, name), 1)
-        for name in ("filter_freq", "steps_to_live", "evict_every"):
+        for name in ("filter_freq", "evict_every"):
             _require_at_least(name, getattr(self, name), 1)
+        if self.steps_to_live is not None:
+            _require_at_least("steps_to_live", self.steps_to_live, 1)
         for name in ("init_stddev", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(
@@ -155,23 +157,6 @@ def scan(batches: Iterable[data.Batch]) -> IdCounts:
 FIELDS_KEY = "fields"  # the key of the stacked column
 
 
-def stack(categorical: dict[str, np.ndarray]) -> np.ndarray:
-    """The ids of the 26 columns as one `[n * 26, 1]` feature, example-major,
-    each prefixed with its column's name; "" (missing) stays "".
-
-    Example:
-
-      >>> ids = {k: np.array([["a"], [""]]) for k in data.CATEGORICAL_COLUMNS}
-      >>> stack(ids)[:2, 0].tolist(), stack(ids)[26:28, 0].tolist()
-      (['C1:a', 'C2:a'], ['', ''])
-    """
-    keys = data.CATEGORICAL_COLUMNS
-    values = np.concatenate([categorical[k] for k in keys], axis=1)
-    prefixes = np.array([f"{k}:" for k in keys])
-    prefixed = np.strings.add(prefixes[None, :], values)
-    return np.where(values == "", "", prefixed).reshape(-1, 1)
-
-
 def _capacity(expected: int, headroom: float) -> int:
     return max(16, math.ceil(expected * headroom))
 
@@ -196,33 +181,58 @@ def columns(
 def _categorical(
     variant: str, counts: IdCounts, settings: Settings
 ) -> fc.CategoricalColumn:
-    distinct = sum(counts.distinct.values())
-    frequent = sum(counts.reaching(k, settings.filter_freq) for k in counts.distinct)
+    """The 26 columns of `variant`, sized from the data, stacked into one."""
+    keys = data.CATEGORICAL_COLUMNS
     if variant == "static":
-        return fc.categorical_column_with_hash_bucket(
-            FIELDS_KEY, settings.hash_bucket_size, dtype="string"
-        )
+        sizes = stacking.proportional_sizes(counts.distinct, settings.hash_bucket_size)
+        members = [
+            fc.categorical_column_with_hash_bucket(k, sizes[k], dtype="string")
+            for k in keys
+        ]
+        return fc.stacked_column(members, FIELDS_KEY)
     if variant == "dynamic":
-        option = aj.EmbeddingVariableOption(capacity=max(1, distinct))
-        return fc.categorical_column_with_embedding(
-            FIELDS_KEY, "string", ev_option=option
-        )
+        members = [
+            fc.categorical_column_with_embedding(
+                k,
+                "string",
+                ev_option=aj.EmbeddingVariableOption(
+                    capacity=max(1, counts.distinct[k])
+                ),
+            )
+            for k in keys
+        ]
+        return fc.stacked_column(members, FIELDS_KEY)
     admission = aj.CounterFilter(settings.filter_freq)
-    capacity = _capacity(frequent, settings.headroom)
-    if variant == "filtered":
-        option = aj.EmbeddingVariableOption(capacity=capacity, filter_option=admission)
-        return fc.categorical_column_with_embedding(
-            FIELDS_KEY, "string", ev_option=option
+    evict = None
+    if variant == "adaptive" and settings.steps_to_live is not None:
+        evict = aj.GlobalStepEvict(settings.steps_to_live)
+
+    def option(k: str) -> aj.EmbeddingVariableOption:
+        frequent = counts.reaching(k, settings.filter_freq)
+        return aj.EmbeddingVariableOption(
+            capacity=_capacity(frequent, settings.headroom),
+            filter_option=admission,
+            evict_option=evict,
         )
-    option = aj.EmbeddingVariableOption(
-        capacity=capacity,
-        filter_option=admission,
-        evict_option=aj.GlobalStepEvict(settings.steps_to_live),
-    )
-    return fc.categorical_column_with_adaptive_embedding(
-        FIELDS_KEY,
-        settings.adaptive_hash_bucket_size,
-        dtype="string",
-        ev_option=option,
-        migration=settings.migration,
-    )
+
+    if variant == "filtered":
+        members = [
+            fc.categorical_column_with_embedding(k, "string", ev_option=option(k))
+            for k in keys
+        ]
+        return fc.stacked_column(members, FIELDS_KEY)
+    rare = {
+        k: counts.distinct[k] - counts.reaching(k, settings.filter_freq) for k in keys
+    }
+    sizes = stacking.proportional_sizes(rare, settings.adaptive_hash_bucket_size)
+    members = [
+        fc.categorical_column_with_adaptive_embedding(
+            k,
+            sizes[k],
+            dtype="string",
+            ev_option=option(k),
+            migration=settings.migration,
+        )
+        for k in keys
+    ]
+    return fc.stacked_column(members, FIELDS_KEY)

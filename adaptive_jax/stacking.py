@@ -1,0 +1,244 @@
+"""Stacked columns: many features in one table, each with its own static segment.
+
+A model of 26 categorical features would compile 26 lookups and 26 updates;
+stacked into one column it compiles one (jax-tpu-embedding stacks tables in the
+same way). Each member feature keeps what DeepRec gives a column of its own:
+
+- its own **static segment**: member `f` owns buckets
+  `[offset_f, offset_f + hash_bucket_size_f)` of the stacked static table, so
+  its rare ids collide only with each other, in a table sized for that feature
+  (a 3-value feature needs 3 buckets, a 10M-value one thousands);
+- its own **keys**: the member's DeepRec key XOR a salt of the member's name
+  (`Fingerprint64(key) >> 1`), so equal raw ids of two members are two keys of
+  the shared dynamic table (a bijection per member; two members' keys meet
+  only if two ids differ by exactly the salts' XOR, for hashed ids a chance of
+  about 2**-63 per pair);
+- its own **field** of the output: the stacked batch has `batch * F` rows,
+  example-major (row `i * F + f` is member `f` of example `i`), so that the
+  embeddings reshape to `[batch, F * dim]`, the members side by side in order.
+
+The dynamic table, its capacity, the admission counts and the eviction are
+shared by the members. Used by `feature_column.prepare` and `serving.prepare`,
+so that training and serving agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from adaptive_jax import _fingerprint, _host_ids
+from adaptive_jax import ids as ids_lib
+from adaptive_jax import sparse as sparse_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One feature of a stacked column.
+
+    Attributes:
+      key: the feature's name in the features dict.
+      hash_bucket_size: buckets of its static segment; None without static
+        table (a stacked plain dynamic column).
+    """
+
+    key: str
+    hash_bucket_size: int | None = None
+
+
+def proportional_sizes(
+    counts: Mapping[str, int], total: int, *, minimum: int = 1
+) -> dict[str, int]:
+    """Static segment sizes that share `total` buckets by `counts` (each
+    feature's distinct ids, or its rare ids: those that will live in the
+    static table), each at least `minimum`; they add up to `total`, or to
+    `minimum * len(counts)` if that is more (or if every count is 0).
+
+    The shares are rounded by largest remainder, so the sizes are a pure
+    function of the counts and the total.
+
+    Example:
+      >>> proportional_sizes({"site": 900, "device": 3, "hour": 0}, 100)
+      {'site': 98, 'device': 1, 'hour': 1}
+
+    Raises:
+      ValueError: no counts, a negative count, or `total` or `minimum` < 1.
+    """
+    if not counts:
+        raise ValueError("proportional_sizes: no counts given")
+    if total < 1 or minimum < 1:
+        raise ValueError(
+            f"proportional_sizes: total and minimum must be >= 1, got {total} and "
+            f"{minimum}"
+        )
+    keys = list(counts)
+    weights = np.array([counts[k] for k in keys], np.float64)
+    if (weights < 0).any():
+        bad = keys[int(np.argmax(weights < 0))]
+        raise ValueError(f"proportional_sizes: count of '{bad}' is negative")
+    sizes = np.full(len(keys), minimum, np.int64)
+    spare = total - sizes.sum()
+    if spare > 0 and weights.sum() > 0:
+        shares = spare * weights / weights.sum()
+        sizes += np.floor(shares).astype(np.int64)
+        left = int(total - sizes.sum())
+        order = np.argsort(-(shares - np.floor(shares)), kind="stable")
+        sizes[order[:left]] += 1
+    return {k: int(n) for k, n in zip(keys, sizes, strict=True)}
+
+
+def offsets(members: Sequence[Member]) -> np.ndarray:
+    """`[F] int64`: the first bucket of each member's static segment."""
+    sizes = [m.hash_bucket_size or 0 for m in members]
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
+def salt(member_key: str) -> np.int64:
+    """The member's key salt: 63 bits of `Fingerprint64(member_key)`, so that a
+    string's key (< 2**63) stays non-negative."""
+    printed = _fingerprint.fingerprint64(np.array([member_key]))[0]
+    return np.int64(printed >> np.uint64(1))
+
+
+def salted_keys(keys: np.ndarray, member_key: str) -> np.ndarray:
+    """A member's keys in the stacked dynamic table (see the module docstring)."""
+    return np.bitwise_xor(keys.astype(np.int64), salt(member_key))
+
+
+def check_present(
+    members: Sequence[Member], column_key: str, features: Mapping[str, Any]
+) -> None:
+    """Raises a ValueError naming the first member missing from `features`."""
+    for member in members:
+        if member.key not in features:
+            raise ValueError(
+                f"column '{column_key}': its member feature '{member.key}' is "
+                f"missing from the features (they have {sorted(features)})"
+            )
+
+
+def column_ids(
+    features: Mapping[str, Any],
+    *,
+    key: str,
+    dtype: str,
+    members: Sequence[Member],
+    masks: Mapping[str, Any] | None = None,
+    size: int | None = None,
+) -> tuple[_host_ids.ColumnIds, int]:
+    """The `ColumnIds` of a stacked column from its members' features, on the host.
+
+    Args:
+      features: a dict from feature key to ids (any form the input layer takes);
+        one entry per member, all of the same batch size.
+      key: the stacked column's key, for errors.
+      dtype: the members' dtype ("string", "int64" or "int32").
+      members: the members, in field order.
+      masks: routing masks by member key (one 0/1 per sparse id of that
+        member), for every member or for none; None for none.
+      size: the padded number of entries of the stacked batch; None for a power
+        of two.
+
+    Returns:
+      `(ColumnIds of batch_size batch * F, batch)`.
+
+    Raises:
+      ValueError: a missing member feature, members of different batch sizes,
+        masks for some members only, or a member's bad ids or mask; each names
+        the member.
+    """
+    check_present(members, key, features)
+    masks = dict(masks or {})
+    masked = [m.key for m in members if m.key in masks]
+    if masked and len(masked) != len(members):
+        missing = [m.key for m in members if m.key not in masks]
+        raise ValueError(
+            f"column '{key}': adaptive_mask_tensors has masks for members {masked} "
+            f"but not for {missing}: give one for every member, or none"
+        )
+    num_fields = len(members)
+    parts, batch_size = [], None
+    for field, (member, start) in enumerate(
+        zip(members, offsets(members), strict=True)
+    ):
+        batch = _host_ids.as_sparse(features[member.key], member.key, None)
+        if batch_size is None:
+            batch_size = batch.batch_size
+        elif batch.batch_size != batch_size:
+            raise ValueError(
+                f"column '{key}': member '{member.key}' has {batch.batch_size} "
+                f"examples, member '{members[0].key}' {batch_size}"
+            )
+        keys, buckets = _host_ids.keys_and_buckets(
+            batch, key=member.key, dtype=dtype, hash_bucket_size=member.hash_bucket_size
+        )
+        valid = np.asarray(batch.valid)
+        indices = np.asarray(batch.indices)[valid]
+        weights = None if batch.weights is None else np.asarray(batch.weights)[valid]
+        mask = None
+        if masked:
+            mask = _host_ids.routing_mask(batch, member.key, masks[member.key])[valid]
+        parts.append(
+            (
+                indices[:, 0].astype(np.int64) * num_fields + field,
+                indices[:, 1],
+                salted_keys(keys[valid], member.key),
+                buckets[valid].astype(np.int64) + start,
+                weights,
+                mask,
+                int(np.asarray(batch.dense_shape)[1]),
+            )
+        )
+    return _merged(parts, batch_size, num_fields, dtype, size), batch_size
+
+
+def _merged(
+    parts: list[tuple], batch_size: int, num_fields: int, dtype: str, size: int | None
+) -> _host_ids.ColumnIds:
+    """The members' entries as one padded batch, example-major, then by member
+    and position."""
+    rows, positions, keys, buckets, weights, masks, widths = (
+        list(x) for x in zip(*parts, strict=True)
+    )
+    rows, positions = np.concatenate(rows), np.concatenate(positions)
+    order = np.lexsort((positions, rows))
+    num_ids = order.size
+    size = sparse_lib.padded_size(num_ids, size)
+    stacked_rows = batch_size * num_fields
+    indices = np.zeros((size, 2), np.int32)
+    indices[:, 0] = stacked_rows
+    indices[:num_ids, 0], indices[:num_ids, 1] = rows[order], positions[order]
+    padded_keys = np.zeros(size, np.int64)
+    padded_keys[:num_ids] = np.concatenate(keys)[order]
+    padded_buckets = np.zeros(size, np.int32)
+    padded_buckets[:num_ids] = np.concatenate(buckets)[order]
+    padded_weights = None
+    if any(w is not None for w in weights):
+        every = [
+            np.ones(len(k), np.float32) if w is None else w
+            for w, k in zip(weights, keys, strict=True)
+        ]
+        padded_weights = np.zeros(size, np.float32)
+        padded_weights[:num_ids] = np.concatenate(every)[order]
+    mask = None
+    if masks[0] is not None:
+        mask = np.zeros(size, bool)
+        mask[:num_ids] = np.concatenate(masks)[order]
+    batch = sparse_lib.SparseIds(
+        indices=jnp.asarray(indices),
+        values=ids_lib.from_numpy(padded_keys),
+        valid=jnp.asarray(np.arange(size) < num_ids),
+        dense_shape=jnp.asarray([stacked_rows, max(widths, default=0)], jnp.int32),
+        batch_size=stacked_rows,
+        strings=dtype == "string",
+        weights=None if padded_weights is None else jnp.asarray(padded_weights),
+    )
+    return _host_ids.ColumnIds(
+        ids=batch,
+        buckets=jnp.asarray(padded_buckets),
+        to_dynamic=None if mask is None else jnp.asarray(mask),
+    )
