@@ -306,10 +306,16 @@ def test_reader_agrees_with_the_reference_on_random_lines(tmp_path, lines, batch
     reader = data.CriteoReader(path, batch_size=batch, max_warnings_per_file=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", data.MalformedLineWarning)
+        warnings.simplefilter("ignore", data.UnusualValueWarning)
         got = as_rows(list(reader))
     assert got == want
     blank = sum(fields == [""] for fields in lines)
     assert reader.malformed == len(lines) - len(want) - blank
+    not_hex = [
+        any(re.fullmatch(r"[0-9a-fA-F]*", value) is None for value in row[3])
+        for row in want
+    ]
+    assert reader.unusual == sum(not_hex)
 
 
 # Laziness

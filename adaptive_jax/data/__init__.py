@@ -23,11 +23,13 @@ Example:
   (100, (100,))
 """
 
+from adaptive_jax.data._batch import pad as pad_batch
 from adaptive_jax.data.criteo import CATEGORICAL_COLUMNS as CATEGORICAL_COLUMNS
 from adaptive_jax.data.criteo import INTEGER_COLUMNS as INTEGER_COLUMNS
 from adaptive_jax.data.criteo import Batch as Batch
 from adaptive_jax.data.criteo import CriteoReader as CriteoReader
 from adaptive_jax.data.criteo import MalformedLineWarning as MalformedLineWarning
+from adaptive_jax.data.criteo import UnusualValueWarning as UnusualValueWarning
 from adaptive_jax.data.criteo import data_files as data_files
 from adaptive_jax.data.criteo import log_transform as log_transform
 from adaptive_jax.data.synthetic import DatasetFiles as DatasetFiles
@@ -47,10 +49,12 @@ __all__ = (
     "GroundTruth",
     "MalformedLineWarning",
     "SyntheticSpec",
+    "UnusualValueWarning",
     "data_files",
     "default_directory",
     "ensure_dataset",
     "generate",
     "late_id_values",
     "log_transform",
+    "pad_batch",
 )

@@ -63,3 +63,29 @@ def concatenate(batches: list[Batch]) -> Batch:
             for k in CATEGORICAL_COLUMNS
         },
     )
+
+
+def pad(batch: Batch, size: int) -> Batch:
+    """`batch` followed by empty examples up to `size`: label 0, every integer
+    missing (0), every categorical value missing (""). A step over a batch of
+    fixed shape can then train on a short last batch, its padding weighted 0.
+
+    Raises:
+      ValueError: `size` is below the batch's size.
+    """
+    missing = size - batch.size
+    if missing < 0:
+        raise ValueError(f"pad: the batch has {batch.size} examples, more than {size}")
+    if missing == 0:
+        return batch
+    width = len(INTEGER_COLUMNS)
+    empty = Batch(
+        labels=np.zeros(missing, batch.labels.dtype),
+        dense=np.zeros((missing, width), batch.dense.dtype),
+        dense_missing=np.ones((missing, width), bool),
+        categorical={
+            k: np.full((missing, 1), "", batch.categorical[k].dtype)
+            for k in CATEGORICAL_COLUMNS
+        },
+    )
+    return concatenate([batch, empty])

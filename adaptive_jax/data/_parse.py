@@ -22,25 +22,31 @@ _FIRST_INTEGER = 1
 _FIRST_CATEGORY = 1 + len(_batch.INTEGER_COLUMNS)
 
 
-def parse(chunk: bytes) -> tuple[_batch.Batch, list[tuple[int, str]]]:
+def parse(
+    chunk: bytes,
+) -> tuple[_batch.Batch, list[tuple[int, str]], list[tuple[int, str]]]:
     """Parses whole lines of the Criteo format.
 
     Args:
       chunk: one or more lines, each ending in a newline ("\\n", not "\\r\\n").
 
     Returns:
-      The batch of the lines that parse, in order, and a list of
-      `(line index in the chunk, reason)` for those that do not, in order.
-      Blank lines are neither.
+      The batch of the lines that parse, in order; a list of
+      `(line index in the chunk, reason)` for those that do not, in order
+      (blank lines are neither); and the same for the lines kept whose
+      categorical values are not Criteo's hexadecimal (kept as strings: they
+      are ids all the same, but likely another format's).
 
     Example:
 
       >>> line = "\\t".join(["1", "-2"] + [""] * 12 + ["a1"] * 26) + "\\n"
-      >>> batch, problems = parse((line + "2" + line[1:] + "\\n").encode())
+      >>> batch, problems, notes = parse((line + "2" + line[1:] + "\\n").encode())
       >>> batch.size, batch.dense[0, :2].tolist(), batch.categorical["C26"].tolist()
       (1, [-2.0, 0.0], [['a1']])
       >>> problems
       [(1, "label '2' is not 0 or 1")]
+      >>> parse(line.replace("a1", "zz", 1).encode() + b"\\n")[2]
+      [(0, "C1 'zz' is not hexadecimal (kept)")]
     """
     chunk += _PADDING
     buf = np.frombuffer(chunk, np.uint8)
@@ -62,6 +68,7 @@ def parse(chunk: bytes) -> tuple[_batch.Batch, list[tuple[int, str]]]:
     rows = slice(None) if good.all() else good
     categories = slice(_FIRST_CATEGORY, None)
     strings = _strings(chunk, field_starts[rows, categories], lengths[rows, categories])
+    notes = _not_hexadecimal(strings, lines[rows])
     batch = _batch.Batch(
         labels=(label[rows] - ZERO).astype(np.float32),
         dense=dense[rows],
@@ -71,7 +78,29 @@ def parse(chunk: bytes) -> tuple[_batch.Batch, list[tuple[int, str]]]:
             for i, name in enumerate(_batch.CATEGORICAL_COLUMNS)
         },
     )
-    return batch, sorted(problems)
+    return batch, sorted(problems), notes
+
+
+def _not_hexadecimal(strings: np.ndarray, lines: np.ndarray) -> list[tuple[int, str]]:
+    """A note for each kept line with a categorical value that is not
+    hexadecimal digits (either case; "" is missing, not a value), naming its
+    first such column."""
+    if strings.size == 0:
+        return []
+    width = strings.dtype.itemsize // 4
+    chars = np.ascontiguousarray(strings).view(np.uint32)
+    chars = chars.reshape(*strings.shape, width)
+    digit = (chars >= ZERO) & (chars <= ZERO + 9)
+    lower = chars | 32
+    letter = (lower >= ord("a")) & (lower <= ord("f"))
+    odd = ~(digit | letter | (chars == 0)).all(axis=2)
+    notes = []
+    for row in np.flatnonzero(odd.any(axis=1)):
+        column = int(np.argmax(odd[row]))
+        name, value = _batch.CATEGORICAL_COLUMNS[column], str(strings[row, column])
+        reason = f"{name} {value[:40]!r} is not hexadecimal (kept)"
+        notes.append((int(lines[row]), reason))
+    return notes
 
 
 def _split(

@@ -54,6 +54,11 @@ class MalformedLineWarning(UserWarning):
     """A line of a Criteo file was skipped: it does not parse."""
 
 
+class UnusualValueWarning(UserWarning):
+    """A line of a Criteo file was kept, but a categorical value is not
+    hexadecimal, as Criteo's are: likely a file of another format."""
+
+
 class CriteoReader:
     """Batches of examples from Criteo files, read lazily, in order.
 
@@ -113,9 +118,10 @@ class CriteoReader:
         self.max_warnings_per_file = max_warnings_per_file
         self.examples = 0
         self.malformed = 0
+        self.unusual = 0
 
     def __iter__(self) -> Iterator[Batch]:
-        self.examples = self.malformed = 0
+        self.examples = self.malformed = self.unusual = 0
         for batch in _rebatch(self._pieces(), self.batch_size, self.drop_remainder):
             self.examples += batch.size
             yield batch
@@ -138,29 +144,38 @@ class CriteoReader:
     ) -> Generator[Batch, None, float]:
         """Parses one file's lines, a chunk at a time, until its end or until
         `left` examples; reports bad lines. Returns the examples still left."""
-        bad = 0
+        reported = {MalformedLineWarning: 0, UnusualValueWarning: 0}
         while left > 0 and (lines := _read_lines(path, stream, min(READ_LINES, left))):
             chunk = b"".join(lines)
             if not chunk.endswith(b"\n"):
                 chunk += b"\n"
             if b"\r" in chunk:
                 chunk = chunk.replace(b"\r\n", b"\n")
-            piece, problems = _parse.parse(chunk)
-            for line, reason in problems:
-                bad += 1
-                if bad <= self.max_warnings_per_file:
-                    message = f"{path}:{first_line + line}: skipped: {reason}"
-                    warnings.warn(message, MalformedLineWarning, stacklevel=2)
+            piece, problems, notes = _parse.parse(chunk)
+            for category, found, prefix in (
+                (MalformedLineWarning, problems, "skipped: "),
+                (UnusualValueWarning, notes, ""),
+            ):
+                for line, reason in found:
+                    reported[category] += 1
+                    if reported[category] <= self.max_warnings_per_file:
+                        message = f"{path}:{first_line + line}: {prefix}{reason}"
+                        warnings.warn(message, category, stacklevel=2)
             self.malformed += len(problems)
+            self.unusual += len(notes)
             first_line += len(lines)
             left -= piece.size
             yield piece
-        if bad > self.max_warnings_per_file:
-            message = (
-                f"{path}: skipped {bad} malformed lines in all; only the first "
-                f"{self.max_warnings_per_file} were reported"
-            )
-            warnings.warn(message, MalformedLineWarning, stacklevel=2)
+        for category, what in (
+            (MalformedLineWarning, "skipped {} malformed lines"),
+            (UnusualValueWarning, "kept {} lines with values that are not hexadecimal"),
+        ):
+            if reported[category] > self.max_warnings_per_file:
+                message = (
+                    f"{path}: {what.format(reported[category])} in all; only the "
+                    f"first {self.max_warnings_per_file} were reported"
+                )
+                warnings.warn(message, category, stacklevel=2)
         return left
 
 

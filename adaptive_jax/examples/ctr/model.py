@@ -64,6 +64,9 @@ class DeepFM(nn.Module):
         return first_order + pairwise + deep
 
 
-def log_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """The mean binary cross-entropy of logits, computed stably."""
-    return jnp.mean(jnp.logaddexp(0.0, logits) - labels * logits)
+def summed_log_loss(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array
+) -> jax.Array:
+    """The binary cross-entropy of logits, computed stably, summed with
+    per-example `weights` (0 drops an example)."""
+    return jnp.sum(weights * (jnp.logaddexp(0.0, logits) - labels * logits))

@@ -46,10 +46,23 @@ def table(results: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join([header, rule, *rows])
 
 
+PER_EXAMPLE = ("labels", "probabilities")  # arrays of a result: not written
+
+
+def without_arrays(value: Any) -> Any:
+    """`value` with the per-example arrays of every result left out."""
+    if isinstance(value, Mapping):
+        return {k: without_arrays(v) for k, v in value.items() if k not in PER_EXAMPLE}
+    if isinstance(value, list | tuple):
+        return [without_arrays(v) for v in value]
+    return value
+
+
 def write_json(path: pathlib.Path, payload: Mapping[str, Any]) -> None:
-    """Writes `payload` as indented JSON, the parent directory made if needed."""
+    """Writes `payload` as indented JSON, the parent directory made if needed,
+    without the results' per-example arrays."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    path.write_text(json.dumps(without_arrays(payload), indent=1) + "\n")
 
 
 def plot(

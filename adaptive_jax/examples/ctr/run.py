@@ -13,6 +13,7 @@ import dataclasses
 import pathlib
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,13 +22,29 @@ import numpy as np
 
 from adaptive_jax import data, export
 from adaptive_jax.examples.ctr import model as model_lib
-from adaptive_jax.examples.ctr import report, train, variants
-
-DEFAULT_SWEEP = (2**15, 2**16, 2**17)
+from adaptive_jax.examples.ctr import report, scan, train, variants
 
 
 class UsageError(ValueError):
     """A command-line input that the run cannot use; printed, exit status 2."""
+
+
+TABLE_COLUMNS = """\
+the table's columns (ctr.json holds them per variant, with the settings):
+  AUC           area under the ROC curve on the test split, scored through
+                the serving export (export.export + serving.lookup)
+  log loss      mean binary cross-entropy on the test split
+  AUC late ids  AUC of the test examples holding an id first seen at or after
+                --late-start of the training examples, or never seen in
+                training (cold start); n/a when those examples are all of one
+                class, or none hold such an id
+  param MB      every array of the embedding state in training: values, FTRL
+                slots, keys, index, free list, counters, sketch, statistics
+  export MB     the serving export: static tables, the live non-zero rows with
+                their keys, freqs and versions, a plain table's default rows
+  examples/s    training examples per second, the first step (compilation)
+                left out
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,15 +54,11 @@ class Dataset:
     Attributes:
       train: the training files, in order.
       test: the test files, in order.
-      late: `[test examples] uint8`, how many ids first seen late in the
-        stream each test example holds, where the data is synthetic (its
-        ground truth); else None.
       meta: the synthetic data's metadata, or None.
     """
 
     train: tuple[pathlib.Path, ...]
     test: tuple[pathlib.Path, ...]
-    late: np.ndarray | None
     meta: dict[str, Any] | None
 
 
@@ -59,43 +72,87 @@ def parser() -> argparse.ArgumentParser:
             "table sizes, on the same Criteo-format data; print AUC, log loss and "
             "bytes, and write them as JSON and a plot."
         ),
+        epilog=TABLE_COLUMNS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d = p.add_argument_group("data (default: the synthetic Criteo set)")
     d.add_argument("--train", nargs="+", type=pathlib.Path, metavar="PATH",
                    help="your Criteo-format training files or directories "
-                   "(text or gzip); needs --test")  # fmt: skip
+                   "(text or gzip), in stream order; needs --test")  # fmt: skip
     d.add_argument("--test", nargs="+", type=pathlib.Path, metavar="PATH",
                    help="your Criteo-format test files or directories")  # fmt: skip
-    d.add_argument("--data-dir", type=pathlib.Path,
-                   help="where the synthetic set is kept (default: "
-                   "$ADAPTIVE_JAX_DATA or the user's cache)")  # fmt: skip
-    d.add_argument("--num-train", type=int, default=data.synthetic.DEFAULT_TRAIN)
-    d.add_argument("--num-test", type=int, default=data.synthetic.DEFAULT_TEST)
-    d.add_argument("--data-seed", type=int, default=data.synthetic.DEFAULT_SEED)
     d.add_argument("--train-limit", type=int, help="train on the first N examples")
     d.add_argument("--test-limit", type=int, help="test on the first N examples")
-    m = p.add_argument_group("model and columns")
+    d.add_argument("--late-start", type=float, default=0.8, metavar="FRACTION",
+                   help="an id first seen at or after this fraction of the "
+                   "training examples, or never, is late (default: %(default)s)"
+                   )  # fmt: skip
+    g = p.add_argument_group("synthetic data (ignored with --train/--test)")
+    g.add_argument("--data-dir", type=pathlib.Path,
+                   help="where the synthetic set is kept (default: "
+                   "$ADAPTIVE_JAX_DATA or the user's cache)")  # fmt: skip
+    g.add_argument("--num-train", type=int, default=data.synthetic.DEFAULT_TRAIN,
+                   help="training examples (default: %(default)s)")  # fmt: skip
+    g.add_argument("--num-test", type=int, default=data.synthetic.DEFAULT_TEST,
+                   help="test examples (default: %(default)s)")  # fmt: skip
+    g.add_argument("--data-seed", type=int, default=data.synthetic.DEFAULT_SEED,
+                   help="the click model's seed (default: %(default)s)")  # fmt: skip
+    m = p.add_argument_group(
+        "model and columns (sizes default to ones read off the training data; "
+        "the run prints what it chose)"
+    )
     m.add_argument("--variants", nargs="+", choices=variants.VARIANTS,
                    default=list(variants.VARIANTS))  # fmt: skip
-    m.add_argument("--sweep", nargs="*", type=int, default=list(DEFAULT_SWEEP),
-                   metavar="BUCKETS", help="more hash_bucket_size values of the "
-                   "static variant, for the plot's line (none: no sweep)")  # fmt: skip
+    m.add_argument("--hash-bucket-size", type=int, metavar="BUCKETS",
+                   help="the static variant's buckets, over the columns by "
+                   "their distinct ids (default: one per distinct id)")  # fmt: skip
+    m.add_argument("--adaptive-hash-bucket-size", type=int, metavar="BUCKETS",
+                   help="the adaptive variant's buckets, over the columns by "
+                   "their rare ids (default: one per column)")  # fmt: skip
+    m.add_argument("--sweep", nargs="*", type=int, metavar="BUCKETS",
+                   help="more sizes of the static variant, for the plot's line "
+                   "(default: a 16th and a quarter of the distinct ids; none: "
+                   "no sweep)")  # fmt: skip
     defaults = variants.Settings()
-    for field in dataclasses.fields(variants.Settings):
-        value = getattr(defaults, field.name)
-        extra = {"choices": variants.MIGRATIONS} if field.name == "migration" else {}
-        m.add_argument("--" + field.name.replace("_", "-"), type=type(value),
-                       default=value, help="default: %(default)s (see "
-                       "variants.Settings)", **extra)  # fmt: skip
-    m.add_argument("--batch-size", type=int, default=1024)
-    m.add_argument("--seed", type=int, default=0, help="of the model's init")
+    m.add_argument("--filter-freq", type=int, default=defaults.filter_freq,
+                   help="CounterFilter of filtered and adaptive (default: "
+                   "%(default)s)")  # fmt: skip
+    m.add_argument("--steps-to-live", type=int, default=defaults.steps_to_live,
+                   help="GlobalStepEvict of adaptive, in steps (default: no "
+                   "eviction)")  # fmt: skip
+    m.add_argument("--evict-every", type=int, default=defaults.evict_every,
+                   help="steps between evictions (default: %(default)s)")  # fmt: skip
+    m.add_argument("--headroom", type=float, default=defaults.headroom,
+                   help="dynamic capacity over the ids expected to reach "
+                   "--filter-freq (default: %(default)s)")  # fmt: skip
+    m.add_argument("--migration", choices=variants.MIGRATIONS,
+                   default=defaults.migration,
+                   help="how a promoted id starts (default: %(default)s)")  # fmt: skip
+    m.add_argument("--dimension", type=int, default=defaults.dimension,
+                   help="embedding dimension (default: %(default)s)")  # fmt: skip
+    m.add_argument("--init-stddev", type=float, default=defaults.init_stddev,
+                   help="the tables' initializer (default: %(default)s)")  # fmt: skip
+    m.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+                   help="FTRL's, on the tables (default: %(default)s)")  # fmt: skip
+    m.add_argument("--batch-size", type=int, default=1024,
+                   help="examples per step (default: %(default)s)")  # fmt: skip
+    m.add_argument("--seed", type=int, default=0,
+                   help="of the model's init (default: %(default)s)")  # fmt: skip
     o = p.add_argument_group("outputs")
-    o.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path("ctr_out"))
+    o.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path("ctr_out"),
+                   help="for the JSON and the plot (default: %(default)s)")  # fmt: skip
     o.add_argument("--json", type=pathlib.Path, help="default: OUTPUT_DIR/ctr.json")
     o.add_argument("--plot", type=pathlib.Path, help="default: OUTPUT_DIR/ctr.png")
     o.add_argument("--no-plot", action="store_true")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def settings_of(args: argparse.Namespace) -> variants.Settings:
+    """The column settings that the options give."""
+    return variants.Settings(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(variants.Settings)}
+    )
 
 
 def dataset(args: argparse.Namespace) -> Dataset:
@@ -109,24 +166,21 @@ def dataset(args: argparse.Namespace) -> Dataset:
     if (args.train is None) != (args.test is None):
         raise UsageError("give both --train and --test, or neither")
     if args.train is not None:
-        return Dataset(
-            data.data_files(args.train), data.data_files(args.test), None, None
-        )
+        return Dataset(data.data_files(args.train), data.data_files(args.test), None)
     files = data.ensure_dataset(
         args.data_dir,
         num_train=args.num_train,
         num_test=args.num_test,
         seed=args.data_seed,
     )
-    late = files.ground_truth("test").late_ids
-    return Dataset((files.train,), (files.test,), late, files.metadata())
+    return Dataset((files.train,), (files.test,), files.metadata())
 
 
-def _reader(files, args, *, test: bool) -> data.CriteoReader:
+def reader(files: Sequence[pathlib.Path], args, *, test: bool) -> data.CriteoReader:
+    """Batches of the split, every example (the step pads a short last one)."""
     return data.CriteoReader(
         files,
         batch_size=args.batch_size,
-        drop_remainder=not test,  # every step has the same shapes
         limit=args.test_limit if test else args.train_limit,
     )
 
@@ -140,18 +194,85 @@ def _check(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
-    if any(buckets < 1 for buckets in args.sweep):
+    if args.sweep is not None and any(buckets < 1 for buckets in args.sweep):
         raise UsageError("--sweep sizes must be >= 1")
+    if not 0.0 <= args.late_start <= 1.0:
+        raise UsageError("--late-start must be in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Survey:
+    """What the scans of both splits found, before any training.
+
+    Attributes:
+      train: the training split's `IdCounts` (its sizes make the columns).
+      test: the test split's.
+      late: `[test examples] uint8`, each test example's late ids.
+      problems: the data's defects, also printed as warnings.
+    """
+
+    train: scan.IdCounts
+    test: scan.IdCounts
+    late: np.ndarray
+    problems: tuple[scan.Problem, ...]
+
+
+def survey(files: Dataset, args: argparse.Namespace) -> Survey:
+    """Scans both splits, and checks that they can be trained and scored.
+
+    Raises:
+      UsageError: a split holds no examples, or training one class only.
+    """
+    train_reader = reader(files.train, args, test=False)
+    counts = scan.scan(train_reader)
+    test_reader = reader(files.test, args, test=True)
+    test = scan.scan(test_reader)
+    for name, found in (("training", counts), ("test", test)):
+        if found.examples == 0:
+            raise UsageError(f"the {name} files hold no examples")
+    if counts.positives in (0, counts.examples):
+        raise UsageError("the training examples are all of one class")
+    names = (_names(files.train), _names(files.test))
+    found = scan.problems(counts, test, names)
+    for split, r in ((names[0], train_reader), (names[1], test_reader)):
+        if r.malformed or r.unusual:
+            found.append(
+                scan.Problem(
+                    f"{split}: {r.malformed:,} malformed lines skipped, {r.unusual:,} "
+                    "kept with values that are not hexadecimal"
+                )
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.MalformedLineWarning)
+        warnings.simplefilter("ignore", data.UnusualValueWarning)
+        late = scan.late_ids(
+            reader(files.test, args, test=True), counts, args.late_start
+        )
+    return Survey(counts, test, late, tuple(found))
+
+
+def _names(files: Sequence[pathlib.Path]) -> str:
+    return files[0].name if len(files) == 1 else f"{files[0].name} (+{len(files) - 1})"
 
 
 def run_variant(
     variant: str,
     settings: variants.Settings,
-    counts: variants.IdCounts,
+    found: Survey,
     files: Dataset,
     args: argparse.Namespace,
+    *,
+    test_files: Sequence[pathlib.Path] | None = None,
+    late: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Trains one variant for a pass, exports it and scores the export."""
+    """Trains one variant for a pass, exports it and scores the export.
+
+    `test_files` and `late` score another split (a validation split, say)
+    than `files.test`. The result holds the scores, the bytes, the speed,
+    the settings, and the test split's `labels` and `probabilities` (for
+    paired comparisons; `report.write_json` leaves them out).
+    """
+    counts = found.train
     columns = variants.columns(variant, counts, settings)
     model = model_lib.DeepFM(settings.dimension)
     optimizers = train.optimizers(settings.learning_rate)
@@ -162,26 +283,30 @@ def run_variant(
     state, timing = train.train(
         state,
         step,
-        _reader(files.train, args, test=False),
+        reader(files.train, args, test=False),
         columns,
-        total=counts.examples // args.batch_size,
+        batch_size=args.batch_size,
+        total=-(-counts.examples // args.batch_size),
         progress=not args.no_progress,
         description=f"{variant:>8}",
     )
     exported = export.export(state.tables, columns)
+    scored = files.test if test_files is None else test_files
     labels, probabilities = train.predict(
-        exported, model, state.params, _reader(files.test, args, test=True)
+        exported, model, state.params, reader(scored, args, test=True)
     )
-    late = None if files.late is None else files.late[: labels.size]
+    late = found.late if late is None else late
     return {
         "variant": variant,
-        **train.scores(labels, probabilities, late),
+        **train.scores(labels, probabilities, late[: labels.size]),
         **train.sizes(state.tables, exported),
         "examples_per_s": timing["examples_per_s"],
         "train_seconds": timing["seconds"],
         "train_examples": timing["examples"],
         "test_examples": int(labels.size),
-        "settings": _settings_of(variant, settings),
+        "settings": _settings_of(variant, settings.sized(counts)),
+        "labels": labels,
+        "probabilities": probabilities,
     }
 
 
@@ -204,25 +329,9 @@ def _settings_of(variant: str, settings: variants.Settings) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in common + relevant}
 
 
-def check_and_scan(
-    files: Dataset, args: argparse.Namespace
-) -> tuple[variants.IdCounts, int]:
-    """Counts the training ids, and checks both splits hold examples.
-
-    Raises:
-      UsageError: a split holds no examples, or training one class only.
-    """
-    counts = variants.scan(_reader(files.train, args, test=False))
-    test = variants.scan(_reader(files.test, args, test=True))
-    for name, found in (("training", counts), ("test", test)):
-        if found.examples == 0:
-            raise UsageError(
-                f"the {name} files hold no complete batch of examples "
-                f"(--batch-size {args.batch_size})"
-            )
-    if counts.positives in (0, counts.examples):
-        raise UsageError("the training examples are all of one class")
-    return counts, test.examples
+def default_sweep(counts: scan.IdCounts) -> list[int]:
+    """Static sizes below one per distinct id: a 16th and a quarter of them."""
+    return sorted({max(26, counts.distinct_total // d) for d in (16, 4)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,35 +340,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         _check(args)
-        settings = variants.Settings(
-            **{
-                f.name: getattr(args, f.name)
-                for f in dataclasses.fields(variants.Settings)
-            }
-        )
+        settings = settings_of(args)
         files = dataset(args)
         json_path = args.json or args.output_dir / "ctr.json"
         plot_path = args.plot or args.output_dir / "ctr.png"
         for path in (json_path, plot_path):
             path.parent.mkdir(parents=True, exist_ok=True)
-        counts, test_examples = check_and_scan(files, args)
+        found = survey(files, args)
     except (UsageError, ValueError, OSError) as error:
         p.print_usage(sys.stderr)
         print(f"{p.prog}: error: {error}", file=sys.stderr)
         return 2
+    counts = found.train
     print(
-        f"data: {counts.examples:,} training examples, {test_examples:,} test; "
-        f"{sum(counts.distinct.values()):,} distinct ids in training"
+        f"data: {counts.examples:,} training examples, {found.test.examples:,} test; "
+        f"{counts.distinct_total:,} distinct ids in training; "
+        f"{int((found.late > 0).sum()):,} test examples hold late ids"
     )
+    for problem in found.problems:
+        print(f"warning: {problem.what}", file=sys.stderr)
+    print("columns, sized from the training data:")
+    for line in variants.describe(settings, counts):
+        print(f"  {line}")
     start = time.perf_counter()
-    results = [run_variant(v, settings, counts, files, args) for v in args.variants]
+    results = [run_variant(v, settings, found, files, args) for v in args.variants]
     sweep = [r for r in results if r["variant"] == "static"]
-    for buckets in sorted(set(args.sweep) - {settings.hash_bucket_size}):
+    sizes = default_sweep(counts) if args.sweep is None else args.sweep
+    for buckets in sorted(set(sizes) - {settings.sized(counts).hash_bucket_size}):
         swept = dataclasses.replace(settings, hash_bucket_size=buckets)
-        sweep.append(run_variant("static", swept, counts, files, args))
+        sweep.append(run_variant("static", swept, found, files, args))
     print(report.table(results))
     payload = {
-        "data": _data_summary(files, counts, test_examples),
+        "data": _data_summary(files, found),
         "variants": results,
         "sweep": sorted(sweep, key=lambda r: r["settings"]["hash_bucket_size"]),
         "seconds": time.perf_counter() - start,
@@ -275,18 +387,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _data_summary(
-    files: Dataset, counts: variants.IdCounts, test_examples: int
-) -> dict[str, Any]:
+def _data_summary(files: Dataset, found: Survey) -> dict[str, Any]:
+    counts = found.train
     summary = {
         "train_files": [f.name for f in files.train],
         "test_files": [f.name for f in files.test],
         "train_examples": counts.examples,
-        "test_examples": test_examples,
+        "test_examples": found.test.examples,
+        "test_examples_with_late_ids": int((found.late > 0).sum()),
         "distinct_ids": counts.distinct,
+        "problems": [problem.what for problem in found.problems],
     }
     if files.meta is not None:
         summary["bayes_auc"] = files.meta["test"]["bayes_auc"]
-        summary["bayes_auc_late_ids"] = files.meta["test"]["bayes_auc_late_ids"]
         summary["seed"] = files.meta["seed"]
     return summary

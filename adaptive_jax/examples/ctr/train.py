@@ -91,11 +91,12 @@ def make_step(
     evict_every: int,
 ) -> Step:
     """The jitted training step: `(params, opt_state, tables, ids, counts,
-    labels) -> (params, opt_state, tables, loss)`, the tables donated."""
+    labels, weights) -> (params, opt_state, tables, loss)`, the tables donated.
+    `weights` are 1 for an example, 0 for the padding of a short last batch."""
     columns = tuple(columns)
     ftrl = optimizers.tables
 
-    def step(params, opt_state, tables, ids, counts, labels):
+    def step(params, opt_state, tables, ids, counts, labels, weights):
         with jax.named_scope("ctr.lookup"):
             stacked, tables, residuals = fc.input_layer(
                 ids, columns, tables, optimizer=ftrl
@@ -106,7 +107,7 @@ def make_step(
             # Summed, not averaged: FTRL's step then does not shrink with the
             # batch size (Adam's does not depend on the scale anyway).
             logits = model.apply(params, embeddings, counts)
-            return model_lib.log_loss(logits, labels) * labels.shape[0]
+            return model_lib.summed_log_loss(logits, labels, weights)
 
         with jax.named_scope("ctr.dense"):
             loss, (d_params, d_embeddings) = jax.value_and_grad(
@@ -123,7 +124,7 @@ def make_step(
             d_stacked = d_embeddings.reshape(stacked.shape)
             tables = fc.apply_gradients(tables, residuals, d_stacked, columns, ftrl)
             tables = fc.maybe_evict(tables, columns, ftrl, every=evict_every)
-        return params, opt_state, tables, loss / labels.shape[0]
+        return params, opt_state, tables, loss / jnp.maximum(jnp.sum(weights), 1.0)
 
     return jax.jit(step, donate_argnums=(2,))
 
@@ -134,13 +135,16 @@ def _features(batch: data.Batch) -> dict[str, np.ndarray]:
 
 
 def _device_batch(
-    batch: data.Batch, columns: Sequence[fc.EmbeddingColumn]
-) -> tuple[dict, jax.Array, jax.Array]:
-    """The batch's prepared ids (padded to all 26 per example), counts, labels."""
-    size = batch.size * len(data.CATEGORICAL_COLUMNS)
+    batch: data.Batch, columns: Sequence[fc.EmbeddingColumn], batch_size: int
+) -> tuple[dict, jax.Array, jax.Array, jax.Array]:
+    """The batch, padded with empty examples to `batch_size`: its prepared ids
+    (room for all 26 per example), counts, labels and weights (0: padding)."""
+    weights = (np.arange(batch_size) < batch.size).astype(np.float32)
+    batch = data.pad_batch(batch, batch_size)
+    size = batch_size * len(data.CATEGORICAL_COLUMNS)
     ids = fc.prepare(_features(batch), columns, size=size)
     counts = jnp.asarray(data.log_transform(batch.dense))
-    return ids, counts, jnp.asarray(batch.labels)
+    return ids, counts, jnp.asarray(batch.labels), jnp.asarray(weights)
 
 
 def train(
@@ -149,11 +153,13 @@ def train(
     batches: Iterable[data.Batch],
     columns: Sequence[fc.EmbeddingColumn],
     *,
+    batch_size: int,
     total: int | None = None,
     progress: bool = True,
     description: str = "",
 ) -> tuple[TrainState, dict[str, float]]:
-    """One pass over `batches` (all of one size, so that the step compiles once).
+    """One pass over `batches` of `batch_size` examples (a shorter last one is
+    padded, so that the step compiles once and every example trains).
 
     Returns:
       The trained state and `{"examples", "seconds", "examples_per_s",
@@ -166,10 +172,11 @@ def train(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", data.MalformedLineWarning)  # the scan told
+        warnings.simplefilter("ignore", data.UnusualValueWarning)
         for batch in bar:
-            ids, counts, labels = _device_batch(batch, columns)
+            ids, counts, labels, weights = _device_batch(batch, columns, batch_size)
             params, opt_state, tables, loss = step(
-                params, opt_state, tables, ids, counts, labels
+                params, opt_state, tables, ids, counts, labels, weights
             )
             examples += batch.size
             if start is None:
@@ -209,6 +216,7 @@ def predict(
     labels, probabilities = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", data.MalformedLineWarning)
+        warnings.simplefilter("ignore", data.UnusualValueWarning)
         for batch in batches:
             size = batch.size * len(data.CATEGORICAL_COLUMNS)
             ids = serving.prepare(built, _features(batch), size=size)

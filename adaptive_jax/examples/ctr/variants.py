@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
-
-import numpy as np
 
 import adaptive_jax as aj
 from adaptive_jax import adaptive, data, stacking
 from adaptive_jax import feature_column as fc
+from adaptive_jax.examples.ctr.scan import IdCounts
 
 VARIANTS = ("static", "dynamic", "filtered", "adaptive")
 MIGRATIONS = (
@@ -54,34 +52,42 @@ class Settings:
       init_stddev: the standard deviation of the tables' truncated-normal
         initializer (and of a plain dynamic table's default values).
       learning_rate: FTRL's learning rate on the tables.
-      hash_bucket_size: buckets of the "static" variant's table.
-      adaptive_hash_bucket_size: buckets of the "adaptive" variant's table.
+      hash_bucket_size: buckets of the "static" variant, shared by the 26
+        columns in proportion to their distinct training ids; None for one
+        per distinct training id.
+      adaptive_hash_bucket_size: buckets of the "adaptive" variant, shared in
+        proportion to the columns' rare ids (seen fewer than `filter_freq`
+        times in training); None for one per column.
       filter_freq: the `CounterFilter` threshold of "filtered" and "adaptive".
-      steps_to_live: `GlobalStepEvict` of "adaptive", in training steps.
+      steps_to_live: `GlobalStepEvict` of "adaptive", in training steps; None
+        for no eviction.
       evict_every: steps between eviction passes.
       headroom: capacity over the ids expected to reach the threshold, for the
         count-min sketch's overestimates.
-      migration: the adaptive column's migration ("deeprec", "warm", "copy").
+      migration: the adaptive column's migration (`adaptive.MIGRATIONS`).
     """
 
     dimension: int = 8
     init_stddev: float = 0.01
     learning_rate: float = 0.005
-    hash_bucket_size: int = 2**18
-    adaptive_hash_bucket_size: int = 2**15
+    hash_bucket_size: int | None = None
+    adaptive_hash_bucket_size: int | None = None
     filter_freq: int = 3
-    steps_to_live: int | None = 100
+    steps_to_live: int | None = None
     evict_every: int = 10
     headroom: float = 1.25
     migration: str = "deeprec"
 
     def __post_init__(self):
-        for name in ("dimension", "hash_bucket_size", "adaptive_hash_bucket_size"):
+        for name in (
+            "hash_bucket_size",
+            "adaptive_hash_bucket_size",
+            "steps_to_live",
+        ):
+            if getattr(self, name) is not None:
+                _require_at_least(name, getattr(self, name), 1)
+        for name in ("dimension", "filter_freq", "evict_every"):
             _require_at_least(name, getattr(self, name), 1)
-        for name in ("filter_freq", "evict_every"):
-            _require_at_least(name, getattr(self, name), 1)
-        if self.steps_to_live is not None:
-            _require_at_least("steps_to_live", self.steps_to_live, 1)
         for name in ("init_stddev", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(
@@ -95,63 +101,50 @@ class Settings:
                 f"{self.migration!r}"
             )
 
+    def sized(self, counts: IdCounts) -> Settings:
+        """These settings with every size left to the data read off `counts`."""
+        static = self.hash_bucket_size or max(1, counts.distinct_total)
+        adaptive_buckets = self.adaptive_hash_bucket_size or len(counts.distinct)
+        return dataclasses.replace(
+            self, hash_bucket_size=static, adaptive_hash_bucket_size=adaptive_buckets
+        )
+
+
+def describe(settings: Settings, counts: IdCounts) -> list[str]:
+    """One line per variant: its tables' sizes, and where they come from."""
+    frequent = sum(counts.reaching(k, settings.filter_freq) for k in counts.distinct)
+    sized = settings.sized(counts)
+    rows = sum(
+        _capacity(counts.reaching(k, settings.filter_freq), settings.headroom)
+        for k in counts.distinct
+    )
+    evict = (
+        "never evicted"
+        if settings.steps_to_live is None
+        else f"evicted after {settings.steps_to_live} idle steps"
+    )
+    return [
+        f"static: {sized.hash_bucket_size:,} buckets over the 26 columns by their "
+        f"distinct ids ({_source(settings.hash_bucket_size, 'one per distinct id')})",
+        f"dynamic: {counts.distinct_total:,} rows, one per distinct training id",
+        f"filtered: {rows:,} rows for the {frequent:,} ids seen >= "
+        f"{settings.filter_freq} times (x{settings.headroom} headroom); the others "
+        "read 0",
+        f"adaptive: {sized.adaptive_hash_bucket_size:,} buckets over the 26 columns "
+        f"by their rare ids "
+        f"({_source(settings.adaptive_hash_bucket_size, 'one per column')}), "
+        f"{rows:,} rows as filtered, {evict}, migration "
+        f"'{settings.migration}'",
+    ]
+
+
+def _source(given: int | None, default: str) -> str:
+    return "as given" if given is not None else f"the default: {default}"
+
 
 def _require_at_least(name: str, value: int, least: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ValueError(f"Settings.{name} must be an int >= {least}, got {value!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class IdCounts:
-    """What one pass over the training data tells about its ids.
-
-    Attributes:
-      examples: examples read.
-      positives: examples of label 1.
-      distinct: column key -> distinct ids.
-      frequency_counts: column key -> `[k] int64`, how often each distinct id
-        occurs (in no order).
-    """
-
-    examples: int
-    positives: int
-    distinct: dict[str, int]
-    frequency_counts: dict[str, np.ndarray]
-
-    def reaching(self, key: str, threshold: int) -> int:
-        """Distinct ids of column `key` that occur at least `threshold` times."""
-        return int(np.sum(self.frequency_counts[key] >= threshold))
-
-
-def scan(batches: Iterable[data.Batch]) -> IdCounts:
-    """Counts the examples, the positives and each column's ids, in one pass.
-
-    Memory grows with the distinct ids per batch, summed, until the end of the
-    pass, where each column's counts are merged.
-    """
-    examples = positives = 0
-    pieces: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
-        key: [] for key in data.CATEGORICAL_COLUMNS
-    }
-    for batch in batches:
-        examples += batch.size
-        positives += int(batch.labels.sum())
-        for key, values in batch.categorical.items():
-            values = values[values != ""]
-            pieces[key].append(np.unique(values, return_counts=True))
-    distinct, frequency_counts = {}, {}
-    for key, parts in pieces.items():
-        if not parts:
-            frequency_counts[key] = np.zeros(0, np.int64)
-        else:
-            values = np.concatenate([p[0] for p in parts])
-            counts = np.concatenate([p[1] for p in parts]).astype(np.int64)
-            _, inverse = np.unique(values, return_inverse=True)
-            frequency_counts[key] = np.bincount(inverse, weights=counts).astype(
-                np.int64
-            )
-        distinct[key] = int(frequency_counts[key].size)
-    return IdCounts(examples, positives, distinct, frequency_counts)
 
 
 FIELDS_KEY = "fields"  # the key of the stacked column
@@ -171,7 +164,7 @@ def columns(
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    categorical = _categorical(variant, counts, settings)
+    categorical = _categorical(variant, counts, settings.sized(counts))
     initializer = aj.initializers.truncated_normal(stddev=settings.init_stddev)
     return [
         fc.embedding_column(categorical, settings.dimension, initializer=initializer)
