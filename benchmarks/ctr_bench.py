@@ -1,147 +1,498 @@
 """The claim of adaptive columns, measured with the CTR example's DeepFM.
 
-Run: `python benchmarks/ctr_bench.py [--seeds 0 1 2] [--num-train 200000]
-[--num-test 50000] [--quick]`.
+Run: `python benchmarks/ctr_bench.py --data real` (the real Criteo slice that
+`benchmarks/data/criteo_slice.py` builds) or `--data synthetic` (the generator
+calibrated to Criteo, one data set per seed), with `[--seeds 0 1 2]
+[--out DIR] [--configs NAME ...] [--quick]`.
 
-For each seed (it picks the synthetic data set, drawn from its own hidden click
-model, and the model's init), on the same data: the four variants of
-`adaptive_jax.examples.ctr` (static, dynamic, filtered, adaptive with
-migration "deeprec"), the adaptive variant under each other migration of
-`adaptive.MIGRATIONS` ("warm", "copy", "none": new rows from the initializer),
-and the static variant at each size of the `hash_bucket_size` sweep; with the
-cold-start curve, the AUC of the test examples holding 0, 1, 2 and 3 or more
-ids first seen late in the stream. Prints a
-JSON line per run, then a `summary` line: per configuration the mean and the
-standard deviation over seeds, and per seed the targets:
+Protocol, the same for every family of columns (static, dynamic, filtered,
+adaptive):
 
-- `export_ratio`: adaptive's export over the plain dynamic table's (<= 0.20);
-- `auc_vs_dynamic`: adaptive's AUC minus the plain dynamic table's (>= -0.003);
-- `auc_vs_static_at_bytes`: adaptive's AUC minus the static sweep's,
-  interpolated (linearly in log bytes) at adaptive's export bytes (>= 0.004);
-- `auc_vs_filtered`: adaptive's AUC minus the filtered table's (> 0).
+1. validation: the training split's last 15% (in stream order) is held out;
+   each family's default configuration is trained on the first 85% at each
+   learning rate and init scale of the grid and scored there; the best mean
+   validation AUC over the seeds picks the family's learning rate and init,
+   which all its configurations then use (the test split is never looked at);
+2. test: every configuration is trained on the whole training split and
+   scored on the test split, once per seed (the model's init; with synthetic
+   data, also the data set);
+3. summary: per configuration the mean and standard deviation over seeds of
+   AUC, log loss, AUC on examples with late ids, training and export bytes;
+   per configuration its AUC minus adaptive's (the default adaptive
+   configuration), paired: a 95% interval from bootstrap resamples of the
+   test examples (the same resamples for every configuration, the seeds'
+   differences averaged in each); the targets; a plot of AUC against export
+   bytes with each family's frontier.
 
-The data sets go to `--data-root` (default: the user's cache), one per seed and
-size, and are reused.
+Configurations: `static/F` (hash buckets: a fraction F of the distinct ids),
+`dynamic`, `filtered/T` (CounterFilter T), `adaptive/B/T` (B: "col" for one
+bucket per column, or a fraction of the rare ids; T: the threshold), and the
+ablations of the default adaptive one: `adaptive/warm`, `adaptive/copy`,
+`adaptive/none` (migrations) and `adaptive/evict100` (GlobalStepEvict(100)).
+
+Each run is a JSON line on stdout and in `OUT/runs.jsonl`; its predictions go
+to `OUT/predictions/`, so that a run already done is not done again when the
+command is repeated (delete OUT to start over). The summary is the last line,
+also in `OUT/summary.json`; `OUT/claim.md` holds its tables in Markdown and
+`OUT/frontier.png` the plot.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import json
 import pathlib
 import statistics
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from adaptive_jax import adaptive, data
-from adaptive_jax.examples.ctr import run, train, variants
+from adaptive_jax import data, metrics
+from adaptive_jax.examples.ctr import run, variants
 
-SWEEP = (2**15, 2**16, 2**17, 2**18)
-
-
-def _args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--num-train", type=int, default=data.synthetic.DEFAULT_TRAIN)
-    p.add_argument("--num-test", type=int, default=data.synthetic.DEFAULT_TEST)
-    p.add_argument("--data-root", type=pathlib.Path, default=None)
-    p.add_argument("--quick", action="store_true", help="20K examples, one seed")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.seeds, args.num_train, args.num_test = [0], 20_000, 5_000
-    return args
+FAMILIES = ("static", "dynamic", "filtered", "adaptive")
+DEFAULT = {  # each family's default configuration: tuned, and the reference
+    "static": "static/1",
+    "dynamic": "dynamic",
+    "filtered": "filtered/3",
+    "adaptive": "adaptive/col/3",
+}
+LEARNING_RATES = (0.0025, 0.005, 0.01, 0.02, 0.04)
+INIT_STDDEVS = (0.01, 0.05)
+VALIDATION = 0.15  # of the training split, its end
+BOOTSTRAP_ROUNDS = 1000
+REAL_SLICE = "criteo_slice"  # its directory in the user's cache
 
 
-def _runs(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every configuration on the data set of `seed`."""
-    root = args.data_root or data.default_directory().parent / "bench"
-    directory = root / f"seed{seed}_{args.num_train}_{args.num_test}"
-    options = run.parser().parse_args(
-        ["--data-dir", str(directory), "--num-train", str(args.num_train),
-         "--num-test", str(args.num_test), "--data-seed", str(seed),
-         "--seed", str(seed), "--no-progress"]
-    )  # fmt: skip
-    files = run.dataset(options)
-    counts, _ = run.check_and_scan(files, options)
-    settings = variants.Settings()
-    configs = [(v, settings, v) for v in variants.VARIANTS]
-    for migration in adaptive.MIGRATIONS:
-        if migration != settings.migration:
-            changed = dataclasses.replace(settings, migration=migration)
-            configs.append(("adaptive", changed, f"adaptive/{migration}"))
-    for buckets in SWEEP:
-        if buckets != settings.hash_bucket_size:
-            changed = dataclasses.replace(settings, hash_bucket_size=buckets)
-            configs.append(("static", changed, f"static/{buckets}"))
-    results = []
-    for variant, config, name in configs:
-        result = run.run_variant(variant, config, counts, files, options)
-        result |= {"name": name, "seed": seed, "examples": counts.examples}
-        for late, auc in (result["auc_by_late_ids"] or {}).items():
-            result[f"auc_late_ids_{late}"] = auc  # the cold-start curve
-        print(json.dumps(result), flush=True)
-        results.append(result)
-    return results
+def configurations() -> dict[str, dict[str, Any]]:
+    """Every configuration by name: its family and its settings' changes
+    (sizes as fractions, resolved against the data by `_settings`)."""
+    configs: dict[str, dict[str, Any]] = {}
+    for fraction in ("1/64", "1/16", "1/4", "1"):
+        configs[f"static/{fraction}"] = {"family": "static", "static": fraction}
+    configs["dynamic"] = {"family": "dynamic"}
+    for threshold in (2, 3, 5, 10):
+        configs[f"filtered/{threshold}"] = {"family": "filtered", "t": threshold}
+        configs[f"adaptive/col/{threshold}"] = {
+            "family": "adaptive", "buckets": "col", "t": threshold,
+        }  # fmt: skip
+    for fraction in ("1/64", "1/16", "1/4"):
+        configs[f"adaptive/{fraction}/3"] = {
+            "family": "adaptive", "buckets": fraction, "t": 3,
+        }  # fmt: skip
+    for migration in ("warm", "copy", "none"):
+        configs[f"adaptive/{migration}"] = {
+            "family": "adaptive", "buckets": "col", "t": 3, "migration": migration,
+        }  # fmt: skip
+    configs["adaptive/evict100"] = {
+        "family": "adaptive", "buckets": "col", "t": 3, "steps_to_live": 100,
+    }  # fmt: skip
+    return configs
 
 
-def _static_auc_at(results: list[dict[str, Any]], export_bytes: float) -> float:
-    """The static sweep's AUC at `export_bytes`, linear in log bytes."""
-    sweep = sorted(
-        (r["export_bytes"], r["auc"]) for r in results if r["variant"] == "static"
-    )
-    xs = np.log([b for b, _ in sweep])
-    return float(np.interp(np.log(export_bytes), xs, [a for _, a in sweep]))
+def _fraction(text: str) -> float:
+    top, _, bottom = text.partition("/")
+    return float(top) / float(bottom or 1)
 
 
-def _targets(results: list[dict[str, Any]]) -> dict[str, float]:
-    by_name = {r["name"]: r for r in results}
-    ada, dyn = by_name["adaptive"], by_name["dynamic"]
-    return {
-        "export_ratio": ada["export_bytes"] / dyn["export_bytes"],
-        "auc_vs_dynamic": ada["auc"] - dyn["auc"],
-        "auc_vs_static_at_bytes": ada["auc"]
-        - _static_auc_at(results, ada["export_bytes"]),
-        "auc_vs_filtered": ada["auc"] - by_name["filtered"]["auc"],
+def _settings(
+    config: dict[str, Any], counts, learning_rate: float, init_stddev: float
+) -> variants.Settings:
+    """The example's settings for `config` on data of these `counts`."""
+    threshold = config.get("t", 3)
+    changes: dict[str, Any] = {
+        "learning_rate": learning_rate,
+        "init_stddev": init_stddev,
+        "filter_freq": threshold,
+        "migration": config.get("migration", "deeprec"),
+        "steps_to_live": config.get("steps_to_live"),
     }
+    if "static" in config:
+        size = round(_fraction(config["static"]) * counts.distinct_total)
+        changes["hash_bucket_size"] = max(len(counts.distinct), size)
+    buckets = config.get("buckets", "col")
+    if buckets != "col":
+        rare = sum(counts.rare(k, threshold) for k in counts.distinct)
+        size = round(_fraction(buckets) * rare)
+        changes["adaptive_hash_bucket_size"] = max(len(counts.distinct), size)
+    return dataclasses.replace(variants.Settings(), **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """The files of one data set: training (whole, and its two parts), test."""
+
+    train: pathlib.Path
+    fit: pathlib.Path
+    valid: pathlib.Path
+    test: pathlib.Path
+    meta: dict[str, Any] | None
+
+
+def _split_off_validation(train: pathlib.Path, directory: pathlib.Path) -> tuple:
+    """Writes the first 85% and the last 15% of the lines of `train`."""
+    fit, valid = directory / "fit.txt", directory / "valid.txt"
+    if not (fit.exists() and valid.exists()):
+        opener = gzip.open if train.read_bytes()[:2] == b"\x1f\x8b" else open
+        with opener(train, "rb") as stream:
+            lines = stream.readlines()
+        cut = round(len(lines) * (1 - VALIDATION))
+        directory.mkdir(parents=True, exist_ok=True)
+        fit.write_bytes(b"".join(lines[:cut]))
+        valid.write_bytes(b"".join(lines[cut:]))
+    return fit, valid
+
+
+def _datasets(args: argparse.Namespace) -> dict[int, Split]:
+    """The data set of each seed: the real slice for all, or one synthetic
+    set per seed."""
+    cache = data.default_directory().parent
+    if args.data == "real":
+        directory = args.real_dir or cache / REAL_SLICE
+        train, test = directory / "train.txt.gz", directory / "test.txt.gz"
+        for path in (train, test):
+            if not path.exists():
+                sys.exit(
+                    f"{path} is missing: build the real slice first "
+                    "(benchmarks/data/README.md)"
+                )
+        fit, valid = _split_off_validation(train, args.out / "validation")
+        split = Split(train, fit, valid, test, None)
+        return dict.fromkeys(args.seeds, split)
+    splits = {}
+    for seed in args.seeds:
+        directory = cache / "bench" / f"calibrated_seed{seed}_{args.num_train}"
+        files = data.ensure_dataset(
+            directory, num_train=args.num_train, num_test=args.num_test, seed=seed
+        )
+        fit, valid = _split_off_validation(files.train, directory / "validation")
+        splits[seed] = Split(files.train, fit, valid, files.test, files.metadata())
+    return splits
+
+
+def _options(train: pathlib.Path, test: pathlib.Path, seed: int, batch: int):
+    return run.parser().parse_args(
+        ["--train", str(train), "--test", str(test), "--seed", str(seed),
+         "--batch-size", str(batch), "--no-progress"]
+    )  # fmt: skip
+
+
+class Runs:
+    """The runs done so far, in `OUT/runs.jsonl` and `OUT/predictions/`."""
+
+    def __init__(self, out: pathlib.Path):
+        self.path = out / "runs.jsonl"
+        self.predictions = out / "predictions"
+        self.predictions.mkdir(parents=True, exist_ok=True)
+        self.done: dict[str, dict[str, Any]] = {}
+        self.surveys: dict[tuple, run.Survey] = {}  # scans, once per split
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                result = json.loads(line)
+                self.done[result["run"]] = result
+
+    def get(
+        self, name: str, family_config: dict, split: Split, stage: str, seed: int,
+        learning_rate: float, init_stddev: float, batch: int,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The result of one run, done now unless it was done before."""
+        key = f"{stage}:{name}:seed{seed}:lr{learning_rate}:init{init_stddev}"
+        stored = self.predictions / (key.replace(":", "_").replace("/", "-") + ".npz")
+        if key in self.done and stored.exists():
+            with np.load(stored) as arrays:
+                return self.done[key] | dict(arrays)
+        train, test = (split.fit, split.valid) if stage == "tune" else (
+            split.train, split.test
+        )  # fmt: skip
+        args = _options(train, test, seed, batch)
+        if (train, test) not in self.surveys:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", data.MalformedLineWarning)
+                warnings.simplefilter("ignore", data.UnusualValueWarning)
+                self.surveys[train, test] = run.survey(run.dataset(args), args)
+        found = self.surveys[train, test]
+        settings = _settings(family_config, found.train, learning_rate, init_stddev)
+        result = run.run_variant(
+            family_config["family"], settings, found, run.dataset(args), args
+        )
+        arrays = {
+            "labels": result.pop("labels"),
+            "probabilities": result.pop("probabilities"),
+            "late": found.late[: result["test_examples"]],
+        }
+        result |= {"run": key, "name": name, "stage": stage, "seed": seed}
+        result.pop("auc_by_late_ids", None)
+        np.savez(stored, **arrays)
+        with self.path.open("a") as stream:
+            stream.write(json.dumps(result) + "\n")
+        print(json.dumps(result), flush=True)
+        self.done[key] = result
+        return result | arrays
 
 
 def _spread(values: list[float]) -> dict[str, float] | None:
+    values = [v for v in values if v is not None]
     if not values:
         return None
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
 
 
-def main(argv: Sequence[str]) -> None:
-    args = _args(argv)
-    every, targets = [], {}
-    for seed in args.seeds:
-        results = _runs(seed, args)
-        every += results
-        targets[seed] = _targets(results)
-        print(json.dumps({"targets": targets[seed], "seed": seed}), flush=True)
-    curve = tuple(f"auc_late_ids_{late}" for late in train.LATE_ID_BINS)
-    fields = ("auc", "log_loss", "auc_late_ids", *curve, "param_bytes",
-              "export_bytes", "examples_per_s")  # fmt: skip
-    names = dict.fromkeys(r["name"] for r in every)
-    summary = {
-        name: {
-            f: _spread(
-                [r[f] for r in every if r["name"] == name and r.get(f) is not None]
-            )
-            for f in fields
+def tune(runs: Runs, splits: dict[int, Split], args) -> dict[str, dict[str, float]]:
+    """Each family's learning rate and init: the best mean validation AUC."""
+    configs, chosen = configurations(), {}
+    grid = [(lr, init) for lr in args.learning_rates for init in args.init_stddevs]
+    for family in FAMILIES:
+        name = DEFAULT[family]
+        scores = {
+            point: statistics.fmean(
+                runs.get(
+                    name,
+                    configs[name],
+                    splits[seed],
+                    "tune",
+                    seed,
+                    *point,
+                    args.batch_size,
+                )["auc"]
+                for seed in args.seeds
+            )  # fmt: skip
+            for point in grid
         }
-        for name in names
+        (lr, init), auc = max(scores.items(), key=lambda item: item[1])
+        chosen[family] = {"learning_rate": lr, "init_stddev": init, "valid_auc": auc}
+        print(json.dumps({"tuned": family, **chosen[family]}), flush=True)
+    return chosen
+
+
+def _paired(results: dict[str, dict[int, dict]], reference: str, seeds) -> dict:
+    """Each configuration's AUC minus `reference`'s: the mean over seeds, and
+    a 95% bootstrap interval over test examples, the seeds' differences
+    averaged in each resample (every seed scores the same examples on the
+    real data; on synthetic data each seed has its own)."""
+    names = list(results)
+    per_seed = []
+    for seed in seeds:
+        labels = results[reference][seed]["labels"]
+        scores = np.stack([results[n][seed]["probabilities"] for n in names])
+        aucs = metrics.bootstrap_aucs(labels, scores, BOOTSTRAP_ROUNDS, seed=seed)
+        per_seed.append(aucs - aucs[:, [names.index(reference)]])
+    mean_diff = np.nanmean(np.stack(per_seed), axis=0)  # [rounds, configs]
+    return {
+        name: {
+            "mean": statistics.fmean(
+                results[name][s]["auc"] - results[reference][s]["auc"] for s in seeds
+            ),
+            "low": float(np.nanpercentile(mean_diff[:, i], 2.5)),
+            "high": float(np.nanpercentile(mean_diff[:, i], 97.5)),
+        }
+        for i, name in enumerate(names)
     }
-    target_spread = {
-        t: _spread([targets[s][t] for s in args.seeds]) for t in targets[args.seeds[0]]
+
+
+def _late_auc_diffs(results, reference: str, seeds) -> dict[str, float]:
+    """Each configuration's AUC on examples with late ids minus reference's."""
+    return {
+        name: statistics.fmean(
+            by_seed[s]["auc_late_ids"] - results[reference][s]["auc_late_ids"]
+            for s in seeds
+        )
+        for name, by_seed in results.items()
     }
-    print(json.dumps({"summary": summary, "targets": target_spread,
-                      "num_train": args.num_train, "seeds": args.seeds}))  # fmt: skip
+
+
+def _at_bytes(points: list[tuple[float, float]], at: float) -> float | None:
+    """The AUC of a family's sizes at `at` bytes, linear in log bytes; None
+    outside the sizes measured."""
+    points = sorted(points)
+    xs = np.log([b for b, _ in points])
+    if not xs[0] <= np.log(at) <= xs[-1]:
+        return None
+    return float(np.interp(np.log(at), xs, [a for _, a in points]))
+
+
+def targets(summary: dict[str, Any], paired: dict, late: dict) -> dict[str, Any]:
+    """The issue's targets, each with its figure and whether it is met."""
+    mean = {n: s["auc"]["mean"] for n, s in summary.items()}
+    size = {n: s["export_bytes"]["mean"] for n, s in summary.items()}
+    ada = DEFAULT["adaptive"]
+
+    def family(f):
+        return [(size[n], mean[n]) for n in summary if n.split("/")[0] == f
+                and n.count("/") == (2 if f == "adaptive" else 1)]  # fmt: skip
+
+    static_at = _at_bytes(family("static"), size[ada])
+    filtered_at = _at_bytes(family("filtered"), size[ada])
+    out = {
+        "export_vs_dynamic": size[ada] / size["dynamic"],
+        "auc_vs_dynamic": -paired["dynamic"]["mean"],
+        "auc_vs_static_at_bytes": None if static_at is None else mean[ada] - static_at,
+        "auc_vs_filtered_at_bytes": (
+            None if filtered_at is None else mean[ada] - filtered_at
+        ),
+        "late_vs_filtered": -late[DEFAULT["filtered"]],
+        "late_vs_dynamic": -late["dynamic"],
+    }
+    goals = {
+        "export_vs_dynamic": lambda v: v <= 0.20,
+        "auc_vs_dynamic": lambda v: v >= -0.002,
+        "auc_vs_static_at_bytes": lambda v: v >= 0.003,
+        "auc_vs_filtered_at_bytes": lambda v: v >= 0.001,
+        "late_vs_filtered": lambda v: v >= 0.0,
+        "late_vs_dynamic": lambda v: v >= 0.0,
+    }
+    return {
+        k: {"value": v, "met": None if v is None else bool(goals[k](v))}
+        for k, v in out.items()
+    }
+
+
+def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points that no smaller point beats: ascending bytes, rising AUC."""
+    best, kept = -np.inf, []
+    for size, auc in sorted(points):
+        if auc > best:
+            kept.append((size, auc))
+            best = auc
+    return kept
+
+
+COLORS = {"static": "tab:gray", "dynamic": "tab:blue", "filtered": "tab:orange",
+          "adaptive": "tab:green"}  # fmt: skip
+
+
+def plot(path: pathlib.Path, summary: dict[str, Any], title: str) -> None:
+    """AUC against export bytes: every configuration (mean over seeds, with its
+    spread) and each family's frontier."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for family in FAMILIES:
+        names = [n for n in summary if n.split("/")[0] == family]
+        points = [
+            (summary[n]["export_bytes"]["mean"] / 1e6, summary[n]["auc"]["mean"])
+            for n in names
+        ]
+        errors = [summary[n]["auc"]["std"] for n in names]
+        xs, ys = zip(*points, strict=True)
+        axis.errorbar(xs, ys, yerr=errors, fmt="o", color=COLORS[family],
+                      alpha=0.5, markersize=4)  # fmt: skip
+        edge = frontier(points)
+        axis.plot(*zip(*edge, strict=True), "-", color=COLORS[family], label=family)
+        for name, (x, y) in zip(names, points, strict=True):
+            axis.annotate(name.partition("/")[2] or name, (x, y), fontsize=6,
+                          textcoords="offset points", xytext=(3, 3))  # fmt: skip
+    axis.set_xscale("log")
+    axis.set_xlabel("serving export (MB)")
+    axis.set_ylabel("test AUC (mean over seeds; bars: std)")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """The claim's tables in Markdown: configurations, then the targets."""
+    summary, paired = payload["summary"], payload["paired_vs_adaptive"]
+    late = payload["late_vs_adaptive"]
+
+    def cell(spread, scale=1.0, digits=4):
+        if spread is None:
+            return "n/a"
+        return (
+            f"{spread['mean'] / scale:.{digits}f} ± {spread['std'] / scale:.{digits}f}"
+        )
+
+    lines = [
+        "| configuration | AUC | log loss | AUC late ids | train MB | export MB "
+        "| AUC - adaptive (95% CI) | late - adaptive |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summary.items():
+        d = paired[name]
+        lines.append(
+            f"| {name} | {cell(s['auc'])} | {cell(s['log_loss'])} | "
+            f"{cell(s['auc_late_ids'])} | {cell(s['param_bytes'], 1e6, 2)} | "
+            f"{cell(s['export_bytes'], 1e6, 3)} | {d['mean']:+.4f} "
+            f"[{d['low']:+.4f}, {d['high']:+.4f}] | {late[name]:+.4f} |"
+        )
+    lines += ["", "| target | value | met? |", "|---|---|---|"]
+    for name, t in payload["targets"].items():
+        value = "n/a" if t["value"] is None else f"{t['value']:+.4f}"
+        met = {True: "**met**", False: "**missed**", None: "not measurable"}[t["met"]]
+        lines.append(f"| {name} | {value} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str]) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", choices=("real", "synthetic"), default="real")
+    p.add_argument("--real-dir", type=pathlib.Path, help="the real slice's files")
+    p.add_argument("--num-train", type=int, default=data.synthetic.DEFAULT_TRAIN)
+    p.add_argument("--num-test", type=int, default=data.synthetic.DEFAULT_TEST)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--configs", nargs="+", help="a subset of the configurations")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--out", type=pathlib.Path, help="default: claim_out/DATA")
+    p.add_argument(
+        "--quick", action="store_true", help="one seed, a small grid, 4 configurations"
+    )
+    args = p.parse_args(argv)
+    args.out = args.out or pathlib.Path("claim_out") / args.data
+    args.batch_size = args.batch_size or (128 if args.data == "real" else 1024)
+    args.learning_rates, args.init_stddevs = LEARNING_RATES, INIT_STDDEVS
+    configs = configurations()
+    names = args.configs or list(configs)
+    if args.quick:
+        args.seeds, names = args.seeds[:1], list(DEFAULT.values())
+        args.learning_rates, args.init_stddevs = (0.005, 0.02), (0.01,)
+    unknown = sorted(set(names) - set(configs))
+    if unknown:
+        p.error(f"unknown configurations {unknown}; they are {list(configs)}")
+    names = list(dict.fromkeys(list(DEFAULT.values()) + names))
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs, splits = Runs(args.out), _datasets(args)
+    tuned = tune(runs, splits, args)
+    results: dict[str, dict[int, dict]] = {}
+    for name in names:
+        point = tuned[configs[name]["family"]]
+        for seed in args.seeds:
+            results.setdefault(name, {})[seed] = runs.get(
+                name, configs[name], splits[seed], "test", seed,
+                point["learning_rate"], point["init_stddev"], args.batch_size,
+            )  # fmt: skip
+    fields = ("auc", "log_loss", "auc_late_ids", "param_bytes", "export_bytes")
+    summary = {
+        name: {f: _spread([r[f] for r in by_seed.values()]) for f in fields}
+        for name, by_seed in results.items()
+    }
+    paired = _paired(results, DEFAULT["adaptive"], args.seeds)
+    late = _late_auc_diffs(results, DEFAULT["adaptive"], args.seeds)
+    payload = {
+        "data": args.data,
+        "seeds": args.seeds,
+        "tuned": tuned,
+        "summary": summary,
+        "paired_vs_adaptive": paired,
+        "late_vs_adaptive": late,
+        "targets": targets(summary, paired, late),
+    }
+    (args.out / "summary.json").write_text(json.dumps(payload, indent=1) + "\n")
+    (args.out / "claim.md").write_text(markdown(payload))
+    title = f"DeepFM, one pass, {args.data} data, seeds {args.seeds}"
+    plot(args.out / "frontier.png", summary, title)
+    print(markdown(payload))
+    print(json.dumps(payload))
 
 
 if __name__ == "__main__":

@@ -100,3 +100,38 @@ def test_log_loss_clips_certain_mistakes_to_a_finite_cost():
 def test_log_loss_rejects_labels_that_are_not_binary():
     with pytest.raises(ValueError, match="log_loss: labels must be 0 or 1"):
         metrics.log_loss([0.5, 1], [0.5, 0.5])
+
+
+def _pairwise_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The AUC from its definition: positives against negatives, ties 1/2."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (
+        pos[:, None] == neg[None, :]
+    ).sum()
+    return wins / (pos.size * neg.size)
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 64], ids=["chunk_1", "chunk_4", "chunk_64"])
+def test_bootstrap_aucs_are_the_aucs_of_explicit_resamples(chunk):
+    # Arrange: tied scores on purpose (rounded), three models.
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 120)
+    scores = np.round(rng.normal(size=(3, 120)) + labels, 1)
+
+    # Act
+    got = metrics.bootstrap_aucs(labels, scores, rounds=6, seed=3, chunk=chunk)
+
+    # Assert: the same draws, made by hand, scored from the definition.
+    draws = np.random.default_rng(3)
+    for start in range(0, 6, chunk):
+        count = min(chunk, 6 - start)
+        weights = draws.multinomial(120, np.full(120, 1 / 120), size=count)
+        for offset, w in enumerate(weights):
+            picked = np.repeat(np.arange(120), w)
+            want = [_pairwise_auc(labels[picked], s[picked]) for s in scores]
+            assert got[start + offset] == pytest.approx(want, rel=1e-12)
+
+
+def test_bootstrap_aucs_reject_scores_of_another_length():
+    with pytest.raises(ValueError, match=r"scores must be \[m, 3\]"):
+        metrics.bootstrap_aucs([0, 1, 1], [[0.1, 0.2]])

@@ -100,10 +100,11 @@ def draw_feature(
     """Ranks of one feature for a run of examples; where `early`, late ranks
     are drawn again until none is left (so late ids are never seen there)."""
     vocabulary = spec.vocabulary_sizes[feature]
-    ranks = draw_ranks(rng, vocabulary, spec.zipf_exponent, early.size)
+    exponent = spec.exponents[feature]
+    ranks = draw_ranks(rng, vocabulary, exponent, early.size)
     redo = np.flatnonzero(early & is_late(spec, seed, feature, ranks))
     while redo.size:
-        ranks[redo] = draw_ranks(rng, vocabulary, spec.zipf_exponent, redo.size)
+        ranks[redo] = draw_ranks(rng, vocabulary, exponent, redo.size)
         redo = redo[is_late(spec, seed, feature, ranks[redo])]
     return ranks
 
