@@ -76,18 +76,20 @@ def proportional_sizes(
             f"{minimum}"
         )
     keys = list(counts)
-    weights = np.array([counts[k] for k in keys], np.float64)
-    if (weights < 0).any():
-        bad = keys[int(np.argmax(weights < 0))]
+    weights = [int(counts[k]) for k in keys]
+    if any(w < 0 for w in weights):
+        bad = keys[next(i for i, w in enumerate(weights) if w < 0)]
         raise ValueError(f"proportional_sizes: count of '{bad}' is negative")
-    sizes = np.full(len(keys), minimum, np.int64)
-    spare = total - sizes.sum()
-    if spare > 0 and weights.sum() > 0:
-        shares = spare * weights / weights.sum()
-        sizes += np.floor(shares).astype(np.int64)
-        left = int(total - sizes.sum())
-        order = np.argsort(-(shares - np.floor(shares)), kind="stable")
-        sizes[order[:left]] += 1
+    sizes = [minimum] * len(keys)
+    spare, whole = total - minimum * len(keys), sum(weights)
+    if spare > 0 and whole > 0:
+        # Exact shares in integers: a quotient and a remainder per feature.
+        shares = [divmod(spare * w, whole) for w in weights]
+        sizes = [n + q for n, (q, _) in zip(sizes, shares, strict=True)]
+        left = total - sum(sizes)
+        order = sorted(range(len(keys)), key=lambda i: -shares[i][1])  # stable
+        for i in order[:left]:
+            sizes[i] += 1
     return {k: int(n) for k, n in zip(keys, sizes, strict=True)}
 
 
@@ -193,11 +195,16 @@ def column_ids(
                 int(np.asarray(batch.dense_shape)[1]),
             )
         )
-    return _merged(parts, batch_size, num_fields, dtype, size), batch_size
+    return _merged(parts, batch_size, num_fields, dtype, size, key), batch_size
 
 
 def _merged(
-    parts: list[tuple], batch_size: int, num_fields: int, dtype: str, size: int | None
+    parts: list[tuple],
+    batch_size: int,
+    num_fields: int,
+    dtype: str,
+    size: int | None,
+    key: str,
 ) -> _host_ids.ColumnIds:
     """The members' entries as one padded batch, example-major, then by member
     and position."""
@@ -207,7 +214,10 @@ def _merged(
     rows, positions = np.concatenate(rows), np.concatenate(positions)
     order = np.lexsort((positions, rows))
     num_ids = order.size
-    size = sparse_lib.padded_size(num_ids, size)
+    try:
+        size = sparse_lib.padded_size(num_ids, size)
+    except ValueError as error:
+        raise ValueError(f"column '{key}': {error}") from error
     stacked_rows = batch_size * num_fields
     indices = np.zeros((size, 2), np.int32)
     indices[:, 0] = stacked_rows

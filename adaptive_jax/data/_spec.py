@@ -119,7 +119,6 @@ class SyntheticSpec:
         _check_range("late_start", [self.late_start])
         _check_range("late_min_vocabulary", [self.late_min_vocabulary], 100, 2**32)
 
-
     @property
     def exponents(self) -> tuple[float, ...]:
         """The power law's exponent of each categorical column."""

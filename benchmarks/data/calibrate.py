@@ -55,12 +55,16 @@ def fit_exponent(vocabulary: int, distinct: int, draws: int, top_share: float):
     when the slice shows the whole vocabulary."""
     low, high = 0.01, 5.0
     if distinct >= vocabulary:
+
         def gap(s):
             return power_law(vocabulary, s)[0] - top_share  # rises with s
+
         target = "top_share"
     else:
+
         def gap(s):
             return distinct - expected_distinct(vocabulary, s, draws)  # rises with s
+
         target = "distinct"
     for _ in range(50):
         middle = (low + high) / 2

@@ -107,8 +107,10 @@ def main(argv: list[str]) -> None:
         for kind, paths in (("head", [args.head]), ("kaggle", args.kaggle_csv)):
             for path in paths:
                 if blob_id(path) not in BLOBS[kind]:
-                    sys.exit(f"{path}: blob id {blob_id(path)} is not one listed in "
-                             "benchmarks/data/README.md (--no-check to go on)")  # fmt: skip
+                    sys.exit(
+                        f"{path}: blob id {blob_id(path)} is not one listed in "
+                        "benchmarks/data/README.md (--no-check to go on)"
+                    )
     rows = collect(args.head, args.kaggle_csv)
     ids = sorted(rows)
     splits = {
