@@ -14,6 +14,7 @@ from adaptive_jax.examples.ctr import variants
 NUM_TRAIN, NUM_TEST = 3_000, 1_000
 FAST = ["--batch-size", "256", "--no-progress", "--sweep"]  # no extra sweep
 SMALL_TABLES = ["--hash-bucket-size", "8192", "--adaptive-hash-bucket-size", "1024"]
+CATEGORIES = data.CATEGORICAL_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,7 @@ def _check_sane(result: dict, variant_names: list[str]) -> dict[str, dict]:
         assert 0 < r["export_bytes"] < r["param_bytes"]
         assert r["examples_per_s"] > 0
         assert r["test_examples"] == NUM_TEST
+        assert r["train_examples"] == NUM_TRAIN  # the short last batch too
     return by_variant
 
 
@@ -81,39 +83,157 @@ def test_four_variants_end_to_end(dataset, tmp_path):
     assert (tmp_path / "ctr.png").read_bytes().startswith(b"\x89PNG")
 
 
-def _write_criteo(path: pathlib.Path, lines: int, *, bad_line: int | None = None):
-    rng = np.random.default_rng(0)
+def _criteo_lines(count: int, *, seed: int = 0, start: int = 0) -> list[str]:
+    """Distinct Criteo lines: 26 hex ids from small vocabularies, 13 counts."""
+    rng = np.random.default_rng(seed)
     rows = []
-    for i in range(lines):
-        ids = [f"{rng.integers(0, 50):08x}" for _ in data.CATEGORICAL_COLUMNS]
+    for i in range(start, start + count):
+        ids = [f"{rng.integers(0, 50):08x}" for _ in CATEGORIES]
         counts = [str(rng.integers(0, 9)) for _ in data.INTEGER_COLUMNS]
+        counts[0] = str(i)  # every line its own
         rows.append("\t".join([str(i % 2), *counts, *ids]))
-    if bad_line is not None:
-        rows[bad_line] = "1\tnot enough fields"
+    return rows
+
+
+def _write(path: pathlib.Path, rows: list[str]) -> pathlib.Path:
     path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _main_on(tmp_path, train_rows, test_rows, *extra) -> int:
+    train = _write(tmp_path / "train.txt", train_rows)
+    test = _write(tmp_path / "test.txt", test_rows)
+    return ctr.main(
+        ["--train", str(train), "--test", str(test), "--variants", "static",
+         "--batch-size", "64", "--no-progress", "--sweep", "--no-plot", *extra,
+         *_outputs(tmp_path)]
+    )  # fmt: skip
 
 
 def test_malformed_lines_are_skipped_with_a_warning(tmp_path, capsys):
     # Arrange
-    _write_criteo(tmp_path / "train.txt", 300, bad_line=5)
-    _write_criteo(tmp_path / "test.txt", 100)
+    train = _criteo_lines(300)
+    train[5] = "1\tnot enough fields"
 
     # Act
     with pytest.warns(data.MalformedLineWarning, match="train.txt:6: skipped"):
-        status = ctr.main(
-            ["--train", str(tmp_path / "train.txt"), "--test",
-             str(tmp_path / "test.txt"), "--variants", "static", "--batch-size",
-             "64", "--no-progress", "--sweep", "--no-plot", *_outputs(tmp_path)]
-        )  # fmt: skip
+        status = _main_on(tmp_path, train, _criteo_lines(100, start=300))
 
     # Assert
     assert status == 0
     result = json.loads((tmp_path / "out.json").read_text())
     (static,) = result["variants"]
-    assert result["data"]["train_examples"] == 256  # 299 good lines, whole batches
-    assert static["auc_late_ids"] is None  # no ground truth for a user's files
-    assert static["auc_by_late_ids"] is None
+    assert result["data"]["train_examples"] == 299  # every good line
+    assert static["train_examples"] == 299  # trained, the short batch padded
+    assert "train.txt: 1 malformed lines skipped" in capsys.readouterr().err
     assert not (tmp_path / "ctr.png").exists()
+
+
+def _line(i: int, ids: list[str], label: int = 0) -> str:
+    counts = [str(i)] + ["1"] * 12  # I1 makes each line its own
+    return "\t".join([str(label), *counts, *ids])
+
+
+def test_late_ids_are_those_first_seen_late_or_never(tmp_path):
+    # Arrange: every id of value 0..4 is seen in the first 5 lines; one id
+    # first at line 150 of 200 (late at --late-start 0.5); one never.
+    train = [_line(i, [f"{i % 5:08x}"] * 26, i % 2) for i in range(200)]
+    train[150] = _line(150, ["0000abcd"] + ["00000000"] * 25)
+    late = ["0000abcd"] + ["00000001"] * 25
+    never = ["00000001"] * 25 + ["feedf00d"]
+    test = [
+        _line(0, late),
+        _line(1, ["00000002"] * 26),
+        _line(2, never),
+        _line(3, ["0000abcd"] + ["00000001"] * 24 + ["feedf00d"]),
+    ]
+    args = ctr.run.parser().parse_args(
+        ["--train", str(_write(tmp_path / "train.txt", train)), "--test",
+         str(_write(tmp_path / "test.txt", test)), "--late-start", "0.5"]
+    )  # fmt: skip
+
+    # Act
+    found = ctr.run.survey(ctr.run.dataset(args), args)
+
+    # Assert
+    assert found.late.tolist() == [1, 0, 1, 2]
+    assert (
+        found.train.first_seen["C1"][
+            np.searchsorted(found.train.values["C1"], "0000abcd")
+        ]
+        == 150
+    )
+
+
+def test_repeated_and_leaked_examples_are_counted_and_warned(tmp_path, capsys):
+    # Arrange
+    train = _criteo_lines(200)
+    train += train[:30]  # 30 repeats
+    test = _criteo_lines(40, start=500) + train[:10]  # 10 leaked
+
+    # Act
+    status = _main_on(tmp_path, train, test)
+
+    # Assert
+    assert status == 0
+    err = capsys.readouterr().err
+    assert "train.txt: 30 of 230 examples repeat an earlier one" in err
+    assert "10 of 50 test examples also appear in the training split" in err
+    problems = json.loads((tmp_path / "out.json").read_text())["data"]["problems"]
+    assert len(problems) == 2
+
+
+def test_columns_without_values_or_with_one_are_warned_and_sized(tmp_path, capsys):
+    # Arrange: C3 never has a value, C4 always the same one; both still train.
+    rows = [line.split("\t") for line in _criteo_lines(200)]
+    for fields in rows:
+        fields[14 + 2], fields[14 + 3] = "", "0000beef"
+    train = ["\t".join(fields) for fields in rows]
+
+    # Act
+    status = _main_on(tmp_path, train, _criteo_lines(50, start=900),
+                      "--variants", "adaptive", "static")  # fmt: skip
+
+    # Assert
+    assert status == 0
+    err = capsys.readouterr().err
+    assert "train.txt: column C3 has no value at all" in err
+    assert "train.txt: column C4 has one value only ('0000beef')" in err
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert {r["variant"] for r in result["variants"]} == {"adaptive", "static"}
+    assert result["data"]["distinct_ids"]["C3"] == 0
+
+
+def test_values_that_are_not_hexadecimal_are_kept_and_warned(tmp_path, capsys):
+    # Arrange
+    train = _criteo_lines(100)
+    fields = train[7].split("\t")
+    fields[14 + 4] = "user:42"  # C5
+    train[7] = "\t".join(fields)
+
+    # Act
+    with pytest.warns(data.UnusualValueWarning, match=r"train.txt:8: C5 'user:42'"):
+        status = _main_on(tmp_path, train, _criteo_lines(30, start=900))
+
+    # Assert
+    assert status == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["data"]["train_examples"] == 100  # kept
+    assert "1 kept with values that are not hexadecimal" in capsys.readouterr().err
+
+
+def test_the_chosen_sizes_are_printed_and_help_defines_every_column(capsys):
+    # Act
+    with pytest.raises(SystemExit):
+        ctr.main(["--help"])
+
+    # Assert
+    text = capsys.readouterr().out
+    for column in ("AUC", "log loss", "AUC late ids", "param MB", "export MB",
+                   "examples/s"):  # fmt: skip
+        assert f"\n  {column}  " in text
+    assert "synthetic data (ignored with --train/--test)" in text
+    assert "(default: ctr_out)" in text
 
 
 @pytest.mark.parametrize(
@@ -142,13 +262,6 @@ def test_train_without_test_is_refused(tmp_path, capsys):
     status = ctr.main(["--train", str(tmp_path), *_outputs(tmp_path)])
     assert status == 2
     assert "give both --train and --test" in capsys.readouterr().err
-
-
-def test_stack_prefixes_each_column():
-    ids = {k: np.array([["7"], [""]]) for k in data.CATEGORICAL_COLUMNS}
-    stacked = variants.stack(ids)
-    assert stacked.shape == (2 * 26, 1)
-    assert stacked[25, 0] == "C26:7" and set(stacked[26:, 0]) == {""}
 
 
 def _pairwise_auc(labels, scores):

@@ -186,7 +186,7 @@ def problems(train: IdCounts, test: IdCounts, names: tuple[str, str]) -> list[Pr
                 found.append(
                     Problem(
                         f"{name}: column {key} has one value only "
-                        f"({counts.values[key][0]!r}): it cannot tell examples apart"
+                        f"({str(counts.values[key][0])!r}): it cannot tell examples apart"
                     )
                 )
     shared = int(np.isin(test.digests, train.digests).sum())
