@@ -183,10 +183,11 @@ def problems(train: IdCounts, test: IdCounts, names: tuple[str, str]) -> list[Pr
             if counts.distinct[key] == 0:
                 found.append(Problem(f"{name}: column {key} has no value at all"))
             elif counts.distinct[key] == 1 and counts is train:
+                only = str(counts.values[key][0])
                 found.append(
                     Problem(
-                        f"{name}: column {key} has one value only "
-                        f"({str(counts.values[key][0])!r}): it cannot tell examples apart"
+                        f"{name}: column {key} has one value only ({only!r}): it "
+                        "cannot tell examples apart"
                     )
                 )
     shared = int(np.isin(test.digests, train.digests).sum())
