@@ -85,6 +85,8 @@ def configurations() -> dict[str, dict[str, Any]]:
         configs[f"adaptive/{fraction}/3"] = {
             "family": "adaptive", "buckets": fraction, "t": 3,
         }  # fmt: skip
+    for config in configs.values():
+        config["sized"] = True  # a size or threshold of its family's frontier
     for migration in ("warm", "copy", "none"):
         configs[f"adaptive/{migration}"] = {
             "family": "adaptive", "buckets": "col", "t": 3, "migration": migration,
@@ -316,6 +318,12 @@ def _at_bytes(points: list[tuple[float, float]], at: float) -> float | None:
     return float(np.interp(np.log(at), xs, [a for _, a in points]))
 
 
+def _sized_in(name: str, family: str) -> bool:
+    """Whether configuration `name` is a size or threshold of `family`."""
+    config = configurations()[name]
+    return config["family"] == family and config.get("sized", False)
+
+
 def targets(summary: dict[str, Any], paired: dict, late: dict) -> dict[str, Any]:
     """The issue's targets, each with its figure and whether it is met."""
     mean = {n: s["auc"]["mean"] for n, s in summary.items()}
@@ -323,8 +331,7 @@ def targets(summary: dict[str, Any], paired: dict, late: dict) -> dict[str, Any]
     ada = DEFAULT["adaptive"]
 
     def family(f):
-        return [(size[n], mean[n]) for n in summary if n.split("/")[0] == f
-                and n.count("/") == (2 if f == "adaptive" else 1)]  # fmt: skip
+        return [(size[n], mean[n]) for n in summary if _sized_in(n, f)]
 
     static_at = _at_bytes(family("static"), size[ada])
     filtered_at = _at_bytes(family("filtered"), size[ada])
@@ -376,7 +383,7 @@ def plot(path: pathlib.Path, summary: dict[str, Any], title: str) -> None:
 
     figure, axis = plt.subplots(figsize=(8, 5))
     for family in FAMILIES:
-        names = [n for n in summary if n.split("/")[0] == family]
+        names = [n for n in summary if _sized_in(n, family)]
         points = [
             (summary[n]["export_bytes"]["mean"] / 1e6, summary[n]["auc"]["mean"])
             for n in names

@@ -8,7 +8,8 @@ with admission and eviction), scores the serving export of each on the test
 split, and reports AUC, log loss, bytes and speed (`report`). The modules:
 
 - `model`: the DeepFM module (flax.linen) and its loss;
-- `variants`: the columns of each variant, sized from a pass over the data;
+- `scan`: one pass over a split: ids, counts, late ids, the data's defects;
+- `variants`: the columns of each variant, sized from that pass;
 - `train`: the jitted step, one pass of training, evaluation from the export;
 - `report`: the table, the JSON and the plot;
 - `run`: the command line, `main(argv)`.

@@ -1,30 +1,30 @@
 """The embedding columns the CTR example compares, sized from the training data.
 
-The 26 categorical columns share one stacked table per variant: each id is
-prefixed with its column's name ("C3:68fd1e64"), so the ids of different
-columns are different keys and hash to unrelated buckets, and the input layer
-looks up `[examples * 26]` ids and gives one `dimension`-wide field per
-column. jax-tpu-embedding stacks the tables of a model in the same way; here
-it also means one table to compile instead of 26 (XLA:CPU took about a minute
-for 26 separate adaptive columns, a few seconds for one, on 2 cores).
+Each variant is 26 columns, one per categorical feature, as DeepRec builds
+them, stacked into one table (`feature_column.stacked_column`): one lookup to
+compile instead of 26 (XLA:CPU took about a minute for 26 separate adaptive
+columns, a few seconds for one, on 2 cores), while each feature keeps its own
+static segment, sized for it, and its own keys. Four variants, of string ids:
 
-Four variants, of string ids:
-
-- "static": a plain hash-bucket table of `hash_bucket_size` buckets;
-- "dynamic": a plain dynamic table with a row per id: its capacity is the
-  number of distinct ids the training data holds, so no id is turned away;
-  a new id starts from DeepRec's default values (4096 rows);
-- "filtered": a plain dynamic table behind DeepRec's `CounterFilter`: an id
+- "static": plain hash-bucket tables, `hash_bucket_size` buckets in all, shared
+  by the features in proportion to their distinct training ids (default: one
+  bucket per distinct id);
+- "dynamic": plain dynamic tables with a row per id: the capacity is the
+  number of distinct ids the training data holds, so no id is turned away; a
+  new id starts from DeepRec's default values (4096 rows);
+- "filtered": plain dynamic tables behind DeepRec's `CounterFilter`: an id
   seen fewer than `filter_freq` times reads `default_value_no_permission`
   (0.0), what a DeepRec user picks to save memory; capacity for the ids that
   reach the threshold, with `headroom`;
-- "adaptive": a small static table (`adaptive_hash_bucket_size`) for rare ids
-  and a dynamic table for the ids that reach `filter_freq`, each starting
-  from its bucket's value (`migration`); rows unused for `steps_to_live`
-  steps are evicted, back to their buckets.
+- "adaptive": static tables for the rare ids (`adaptive_hash_bucket_size`
+  buckets in all, shared in proportion to the features' rare ids; default:
+  one bucket per feature, a learnt value for all of its rare ids) and
+  dynamic tables for the ids that reach `filter_freq`, each starting from its
+  bucket's value (`migration`); with `steps_to_live`, rows unused for that
+  many steps are evicted, back to their buckets.
 
-The sizes come from one pass over the training data (`scan`): the distinct ids
-of each column and how many reach the threshold.
+The sizes come from one pass over the training data (`scan.scan`): the
+distinct ids of each column and how many reach the threshold.
 """
 
 from __future__ import annotations

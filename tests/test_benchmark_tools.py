@@ -1,0 +1,162 @@
+"""The claim's tools: the real slice's converter, the calibration's fit, and
+the benchmark's frontier and targets."""
+
+import gzip
+import importlib.util
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _module(relative: str):
+    spec = importlib.util.spec_from_file_location(
+        relative.replace("/", "_"), ROOT / relative
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+criteo_slice = _module("benchmarks/data/criteo_slice.py")
+calibrate = _module("benchmarks/data/calibrate.py")
+ctr_bench = _module("benchmarks/ctr_bench.py")
+
+HEADER = [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]
+
+
+def _csv(path: pathlib.Path, rows: list[list[str]], with_id: bool) -> pathlib.Path:
+    names = (["Id", "Label"] if with_id else ["label"]) + HEADER
+    path.write_text("\n".join(",".join(r) for r in [names, *rows]) + "\n")
+    return path
+
+
+def _fields(seed: int) -> list[str]:
+    ints = [f"{seed}.0", ""] + [str(seed + i) for i in range(11)]
+    return ints + [f"{seed:08x}"] * 25 + [""]
+
+
+def test_the_slice_is_placed_by_id_normalised_and_split_by_time(tmp_path):
+    # Arrange: a head file (rows at Ids 10,000,000 + i) and a Kaggle CSV that
+    # repeats one head row and adds rows before and after the test cut.
+    head = _csv(tmp_path / "head.csv", [["1", *_fields(s)] for s in range(3)], False)
+    kaggle = _csv(
+        tmp_path / "kaggle.csv",
+        [
+            ["49800001", "0", *_fields(7)],
+            ["10000001", "1", *_fields(1)],  # = head row 1
+            ["20000000", "0", *_fields(5)],
+        ],
+        True,
+    )
+    out = tmp_path / "slice"
+
+    # Act
+    criteo_slice.main(
+        ["--head", str(head), "--kaggle-csv", str(kaggle), "--out", str(out),
+         "--no-check"]
+    )  # fmt: skip
+
+    # Assert
+    train = gzip.decompress((out / "train.txt.gz").read_bytes()).decode()
+    test = gzip.decompress((out / "test.txt.gz").read_bytes()).decode()
+    lines = train.splitlines()
+    assert len(lines) == 4 and len(test.splitlines()) == 1
+    assert [line.split("\t")[1] for line in lines] == ["0", "1", "2", "5"]  # by Id
+    assert lines[0].split("\t")[:3] == ["1", "0", ""]  # "0.0" -> "0"
+    assert len(lines[0].split("\t")) == 40
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["train"]["examples"] == 4 and manifest["test"]["positives"] == 0
+
+
+def test_the_slice_refuses_two_different_rows_of_one_id(tmp_path):
+    head = _csv(tmp_path / "head.csv", [["1", *_fields(0)]], False)
+    kaggle = _csv(tmp_path / "k.csv", [["10000000", "0", *_fields(0)]], True)
+    with pytest.raises(ValueError, match="Id 10000000 differs"):
+        criteo_slice.collect(head, [kaggle])
+
+
+def test_the_slice_refuses_sources_of_other_blob_ids(tmp_path):
+    head = _csv(tmp_path / "head.csv", [["1", *_fields(0)]], False)
+    with pytest.raises(SystemExit, match="is not one listed"):
+        criteo_slice.main(["--head", str(head), "--kaggle-csv", str(head)])
+
+
+def test_blob_id_is_gits(tmp_path):
+    path = tmp_path / "hello.txt"
+    path.write_bytes(b"hello\n")
+    assert criteo_slice.blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+@pytest.mark.parametrize("exponent", [0.9, 1.2, 1.6], ids=["s0.9", "s1.2", "s1.6"])
+def test_the_fitted_exponent_gives_back_the_distinct_ids_it_was_fitted_to(exponent):
+    # Arrange: the expected distinct ids of a known law, from its definition.
+    vocabulary, draws = 50_000, 4_000
+    p = np.arange(1, vocabulary + 1, dtype=float) ** -exponent
+    p /= p.sum()
+    distinct = round(float(np.sum(1 - (1 - p) ** draws)))
+
+    # Act
+    fitted, target = calibrate.fit_exponent(vocabulary, distinct, draws, 0.0)
+
+    # Assert
+    assert target == "distinct"
+    assert fitted == pytest.approx(exponent, abs=0.01)
+
+
+def test_a_column_that_shows_every_value_is_fitted_by_its_top_share():
+    fitted, target = calibrate.fit_exponent(3, 3, 1000, top_share=0.6)
+    p = np.arange(1, 4, dtype=float) ** -fitted
+    assert target == "top_share"
+    assert p[0] / p.sum() == pytest.approx(0.6, abs=1e-6)
+
+
+def test_the_frontier_keeps_the_points_no_smaller_point_beats():
+    points = [(4.0, 0.70), (1.0, 0.60), (2.0, 0.65), (3.0, 0.64), (5.0, 0.66)]
+    assert ctr_bench.frontier(points) == [(1.0, 0.60), (2.0, 0.65), (4.0, 0.70)]
+
+
+def test_a_family_is_interpolated_in_log_bytes_inside_its_sizes_only():
+    points = [(1e6, 0.70), (4e6, 0.72)]
+    assert ctr_bench._at_bytes(points, 2e6) == pytest.approx(0.71)
+    assert ctr_bench._at_bytes(points, 8e6) is None
+
+
+def _spread(mean: float) -> dict:
+    return {"mean": mean, "std": 0.0, "n": 1}
+
+
+def test_the_targets_compare_adaptive_with_each_family_at_its_bytes():
+    # Arrange
+    summary = {
+        name: {"auc": _spread(auc), "export_bytes": _spread(size)}
+        for name, auc, size in [
+            ("static/1/4", 0.700, 1e6), ("static/1", 0.720, 4e6),
+            ("adaptive/warm", 0.740, 1.5e6),  # an ablation: on no frontier
+            ("dynamic", 0.730, 10e6),
+            ("filtered/2", 0.715, 3e6), ("filtered/3", 0.705, 1e6),
+            ("adaptive/col/3", 0.728, 1.5e6),
+        ]
+    }  # fmt: skip
+    paired = {"dynamic": {"mean": 0.002}}
+    late = {"filtered/3": -0.001, "dynamic": 0.0005}
+
+    # Act
+    got = ctr_bench.targets(summary, paired, late)
+
+    # Assert
+    assert got["export_vs_dynamic"] == {"value": 0.15, "met": True}
+    assert got["auc_vs_dynamic"] == {"value": -0.002, "met": True}
+    static_at = 0.700 + 0.020 * np.log(1.5) / np.log(4)
+    assert got["auc_vs_static_at_bytes"]["value"] == pytest.approx(0.728 - static_at)
+    filtered_at = 0.705 + 0.010 * np.log(1.5) / np.log(3)
+    assert got["auc_vs_filtered_at_bytes"]["value"] == pytest.approx(
+        0.728 - filtered_at
+    )
+    assert got["late_vs_filtered"] == {"value": 0.001, "met": True}
+    assert got["late_vs_dynamic"] == {"value": -0.0005, "met": False}
