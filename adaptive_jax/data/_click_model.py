@@ -149,3 +149,38 @@ def dense_effects(
     weights = normals(seed, (_DENSE, _DENSE_ANGLE), 0, columns) / np.sqrt(columns.size)
     standard = (np.log1p(np.maximum(values, 0)) - DENSE_LOG_MEANS) / DENSE_LOG_STD
     return spec.dense_effect_scale * np.where(missing, 0.0, standard) @ weights
+
+
+PILOT_EXAMPLES = 20_000  # drawn to solve the logit's constant for a click rate
+
+
+def logits_without_bias(
+    rng: np.random.Generator, spec: _spec.SyntheticSpec, seed: int, size: int
+) -> np.ndarray:
+    """The click model's logits of `size` fresh examples, less the constant;
+    late ids may appear in the same last part of them as of a stream."""
+    early = np.arange(size) < round(spec.late_start * size)
+    dense, missing = draw_dense(rng, spec, size)
+    logit = dense_effects(spec, seed, dense, missing)
+    for feature, rate in enumerate(spec.categorical_missing_rates):
+        ranks = draw_feature(rng, spec, seed, feature, early)
+        present = rng.random(size) >= rate
+        logit += np.where(present, id_effects(spec, seed, feature, ranks), 0.0)
+    return logit
+
+
+def solve_bias(spec: _spec.SyntheticSpec, seed: int) -> float:
+    """The logit's constant for `seed`: `spec.bias`, or, with a `click_rate`,
+    the constant whose mean click probability over a pilot draw (its own
+    random stream, so the data's draws do not move) is that rate: the rate of
+    a whole stream, train and test together."""
+    if spec.click_rate is None:
+        return spec.bias
+    rng = np.random.default_rng([seed, 1])
+    logit = logits_without_bias(rng, spec, seed, PILOT_EXAMPLES)
+    low, high = -20.0, 20.0
+    for _ in range(60):  # the mean probability rises with the constant
+        middle = (low + high) / 2
+        mean = np.mean(1.0 / (1.0 + np.exp(-(logit + middle))))
+        low, high = (middle, high) if mean < spec.click_rate else (low, middle)
+    return (low + high) / 2

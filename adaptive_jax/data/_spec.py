@@ -26,8 +26,7 @@ KAGGLE_CARDINALITIES = (
 # exponent over its Kaggle cardinality, so that a run of that length holds as
 # many distinct ids as the slice does (C9, which shows all 3 values, by its top
 # value's share; C20's fit stops at the search's bound, 5.0: 3 of its 4 values
-# in 5,503 draws), the missing rates, and the click rate (21.8%), which sets
-# `bias`.
+# in 5,503 draws), the missing rates, and the click rate.
 ZIPF_EXPONENTS = (
     1.8829, 1.4473, 1.0187, 1.0818, 2.4419, 4.8575,
     0.9737, 2.1614, 3.3089, 1.1075, 1.0547, 1.0285,
@@ -47,7 +46,7 @@ DENSE_MISSING_RATES = (
     0.0492, 0.001, 0.0492, 0.448, 0.0492, 0.7735,
     0.1978,
 )  # fmt: skip
-CLICK_BIAS = -2.7174
+CLICK_RATE = 0.2181
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +64,12 @@ class SyntheticSpec:
       shared_effect_scale: scale of the effect every id of a popularity class
         (`floor(log2(rank))`) shares: rare ids, new or old, behave alike.
       dense_effect_scale: standard deviation of the integer features' effect.
-      bias: the logit's constant; sets the click rate.
+      bias: the logit's constant, where `click_rate` is None.
+      click_rate: the click rate to draw: the logit's constant is solved, per
+        seed, so that the click model's mean probability on a pilot draw of
+        its examples is this (each seed draws its own effects, which move the
+        rate a lot: 6% to 22% over seeds 0-4 at a fixed constant). None: use
+        `bias`.
       late_fraction: the fraction of a feature's ranks that are late: never
         drawn before `late_start`, drawn as often as the others after it.
       late_start: where late ids start, as a fraction of the stream.
@@ -80,7 +84,8 @@ class SyntheticSpec:
     id_effect_scale: float = 0.25
     shared_effect_scale: float = 0.25
     dense_effect_scale: float = 0.5
-    bias: float = CLICK_BIAS
+    bias: float = -1.9
+    click_rate: float | None = CLICK_RATE
     late_fraction: float = 0.05
     late_start: float = 0.65
     late_min_vocabulary: int = 10_000
@@ -115,6 +120,8 @@ class SyntheticSpec:
         _check_range("zipf_exponent", self.exponents, 0.01, 10.0)
         for name in ("id_effect_scale", "shared_effect_scale", "dense_effect_scale"):
             _check_range(name, [getattr(self, name)], 0.0, 10.0)
+        if self.click_rate is not None:
+            _check_range("click_rate", [self.click_rate], 0.001, 0.999)
         _check_range("late_fraction", [self.late_fraction], 0.0, 0.5)
         _check_range("late_start", [self.late_start])
         _check_range("late_min_vocabulary", [self.late_min_vocabulary], 100, 2**32)

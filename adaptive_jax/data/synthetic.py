@@ -53,7 +53,7 @@ DEFAULT_TRAIN = 200_000
 DEFAULT_TEST = 50_000
 DEFAULT_SEED = 0
 DATA_ENV = "ADAPTIVE_JAX_DATA"  # overrides `default_directory`
-FORMAT_VERSION = 1  # bump when the same parameters give other bytes
+FORMAT_VERSION = 2  # bump when the same parameters give other bytes
 CHUNK_EXAMPLES = 16_384  # drawn and written at once; part of the output's recipe
 SPLITS = ("train", "test")
 Split = Literal["train", "test"]
@@ -136,7 +136,8 @@ def generate(
 
     Returns:
       The metadata, also written to `meta.json`: `format_version`, `seed`,
-      `spec`, `num_train`, `num_test`, `late_start_index` (the first example
+      `spec`, `num_train`, `num_test`, `bias` (the logit's constant, solved
+      for `spec.click_rate`), `late_start_index` (the first example
       of the stream that may hold a late id), and for each of "train" and
       "test": `examples`, `bytes`, `ctr` (the labels' mean),
       `mean_probability`, `examples_with_late_ids`, `bayes_auc` and
@@ -158,12 +159,13 @@ def generate(
     files.directory.mkdir(parents=True, exist_ok=True)
     files.meta.unlink(missing_ok=True)  # the meta file, last, marks completion
     rng = np.random.default_rng(seed)
+    bias = _click_model.solve_bias(spec, seed)
     late_start_index = round(spec.late_start * (num_train + num_test))
     stream = {"train": range(num_train), "test": range(num_train, num_train + num_test)}
     summaries, arrays = {}, {}
     for split, indices in stream.items():
         path = getattr(files, split)
-        labels, truth = _write(path, rng, spec, seed, indices, late_start_index)
+        labels, truth = _write(path, rng, spec, seed, bias, indices, late_start_index)
         summaries[split] = {"bytes": path.stat().st_size, **_summary(labels, truth)}
         arrays.update({f"{split}_{k}": v for k, v in truth._asdict().items()})
     np.savez(files.truth, **arrays)
@@ -173,6 +175,7 @@ def generate(
         "spec": dataclasses.asdict(spec),
         "num_train": num_train,
         "num_test": num_test,
+        "bias": bias,
         "late_start_index": late_start_index,
         **summaries,
     }
@@ -186,6 +189,7 @@ def _write(
     rng: np.random.Generator,
     spec: SyntheticSpec,
     seed: int,
+    bias: float,
     indices: range,
     late_start_index: int,
 ) -> tuple[np.ndarray, GroundTruth]:
@@ -199,19 +203,23 @@ def _write(
             rows = slice(start, min(start + CHUNK_EXAMPLES, len(indices)))
             early = np.asarray(indices[rows]) < late_start_index
             text, labels[rows], probabilities[rows], late_ids[rows] = _draw(
-                rng, spec, seed, early
+                rng, spec, seed, bias, early
             )
             out.write(text)
     return labels, GroundTruth(probabilities, late_ids)
 
 
 def _draw(
-    rng: np.random.Generator, spec: SyntheticSpec, seed: int, early: np.ndarray
+    rng: np.random.Generator,
+    spec: SyntheticSpec,
+    seed: int,
+    bias: float,
+    early: np.ndarray,
 ) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
     """A run of examples, `early` where late ids are barred: their lines, and
     their labels, true probabilities and numbers of late ids."""
     dense, dense_missing = _click_model.draw_dense(rng, spec, early.size)
-    logit = spec.bias + _click_model.dense_effects(spec, seed, dense, dense_missing)
+    logit = bias + _click_model.dense_effects(spec, seed, dense, dense_missing)
     shape = (early.size, len(_batch.CATEGORICAL_COLUMNS))
     ids, missing = np.empty(shape, np.uint32), np.empty(shape, bool)
     late_ids = np.zeros(early.size, np.uint8)

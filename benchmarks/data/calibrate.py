@@ -13,8 +13,8 @@ the figure it was fitted to:
   column that shows every one of its values (C9) is fitted to the share
   of its most frequent value instead;
 - the integer columns' missing rates;
-- the click rate, to which the generator's `bias` is then fitted (in a
-  simulation of the click model, so that its mean probability matches).
+- the click rate (`SyntheticSpec.click_rate`: the generator solves its
+  logit's constant per seed to draw it).
 
 The fit uses the first `--examples` lines: a contiguous run of the stream, as
 the generator draws one (the slice's later rows are samples spread over days).
@@ -25,7 +25,6 @@ and in a simulated draw of the fitted law: a check, not a target.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import sys
@@ -79,24 +78,6 @@ def simulated_once_share(vocabulary: int, exponent: float, draws: int) -> float:
     return float(np.mean(counts == 1))
 
 
-def fit_bias(spec: data.SyntheticSpec, click_rate: float, examples: int) -> float:
-    """The `bias` whose simulated mean click probability is `click_rate`."""
-    rng = np.random.default_rng(0)
-    early = np.ones(examples, bool)
-    dense, missing = _click_model.draw_dense(rng, spec, examples)
-    logit = _click_model.dense_effects(spec, 0, dense, missing)
-    for feature, rate in enumerate(spec.categorical_missing_rates):
-        ranks = _click_model.draw_feature(rng, spec, 0, feature, early)
-        present = rng.random(examples) >= rate
-        logit += np.where(present, _click_model.id_effects(spec, 0, feature, ranks), 0)
-    low, high = -10.0, 5.0
-    for _ in range(60):
-        middle = (low + high) / 2
-        mean = np.mean(1 / (1 + np.exp(-(logit + middle))))
-        low, high = (middle, high) if mean < click_rate else (low, middle)
-    return (low + high) / 2
-
-
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("train", nargs="*", type=pathlib.Path)
@@ -126,20 +107,10 @@ def main(argv: list[str]) -> None:
                 simulated_once_share(vocabulary, exponent, present.size), 4
             ),
         }
-    click_rate = float(batch.labels.mean())
-    spec = dataclasses.replace(
-        data.SyntheticSpec(),
-        vocabulary_sizes=_spec.KAGGLE_CARDINALITIES,
-        zipf_exponent=tuple(c["exponent"] for c in columns.values()),
-        categorical_missing_rates=tuple(c["missing_rate"] for c in columns.values()),
-        dense_missing_rates=tuple(
-            round(float(m), 4) for m in batch.dense_missing.mean(axis=0)
-        ),
-    )
-    bias = fit_bias(spec, click_rate, 50_000)
+    dense_missing = [round(float(m), 4) for m in batch.dense_missing.mean(axis=0)]
     print(json.dumps({
-        "examples": n, "click_rate": round(click_rate, 4), "bias": round(bias, 4),
-        "dense_missing_rates": spec.dense_missing_rates, "columns": columns,
+        "examples": n, "click_rate": round(float(batch.labels.mean()), 4),
+        "dense_missing_rates": dense_missing, "columns": columns,
     }, indent=1))  # fmt: skip
 
 
