@@ -533,3 +533,70 @@ def test_two_processes_train_like_one(reference, tmp_path):
             np.testing.assert_allclose(
                 got[f"{name}.static"], want.static, atol=TOLERANCE
             )
+
+
+def stacked_columns(parts=None):
+    """An adaptive column stacking two features, each its own static segment,
+    and a plain column of one feature beside it (whose rows per device are
+    not the stacked column's)."""
+    option = aj.EmbeddingVariableOption(capacity=128)
+    members = [
+        fc.categorical_column_with_adaptive_embedding(
+            key, buckets, dtype="int64", partition_num=parts, ev_option=option
+        )
+        for key, buckets in (("site", 8), ("user", 24))
+    ]
+    item = fc.categorical_column_with_hash_bucket("item", 16, dtype="int64")
+    return [
+        fc.embedding_column(fc.stacked_column(members, "fields"), 4),
+        fc.embedding_column(item, 2),
+    ]
+
+
+def stacked_batch(step):
+    rng = np.random.default_rng(100 + step)
+    features = {k: rng.zipf(1.5, (BATCH, 1)) % 60 for k in ("site", "user")}
+    masks = {k: (v[:, 0] % 2).astype(np.int32) for k, v in features.items()}
+    features["item"] = rng.integers(0, 30, (BATCH, 1))
+    return features, masks
+
+
+def train_stacked(cols, layout=None, size=None):
+    state = fc.init_state(cols, FTRL, jax.random.key(0))
+    if layout is not None:
+        state = layout.place(state, cols)
+    outputs = []
+    for step in range(3):
+        features, masks = stacked_batch(step)
+        if layout is None:
+            batch = fc.prepare(features, cols, adaptive_mask_tensors=masks)
+        else:
+            batch = sharding.prepare(
+                features, cols, layout, adaptive_mask_tensors=masks, size=size
+            )
+        emb, state, residuals = fc.input_layer(
+            batch, cols, state, optimizer=FTRL, layout=layout
+        )
+        d_emb = jnp.sin(emb + step)  # any gradient that depends on the lookup
+        state = fc.apply_gradients(state, residuals, d_emb, cols, FTRL, layout=layout)
+        outputs.append(np.asarray(emb))
+    return np.stack(outputs), jax.device_get(state)
+
+
+def test_a_stacked_column_on_a_mesh_trains_like_one_device():
+    # Arrange
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    layout = sharding.Layout(mesh, "data")
+
+    # Act
+    want, want_state = train_stacked(stacked_columns())
+    got, got_state = train_stacked(stacked_columns(8), layout, size=16)
+
+    # Assert: each device's examples keep their fields side by side.
+    assert got.shape == want.shape == (3, BATCH, 2 * 4 + 2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(
+        got_state["fields_embedding"].static.values,
+        want_state["fields_embedding"].static.values,
+        atol=TOLERANCE,
+    )
