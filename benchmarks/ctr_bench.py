@@ -450,6 +450,10 @@ def main(argv: Sequence[str]) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--configs", nargs="+", help="a subset of the configurations")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rates", nargs="+", type=float,
+                   default=list(LEARNING_RATES), help="the tuning grid's")  # fmt: skip
+    p.add_argument("--init-stddevs", nargs="+", type=float,
+                   default=list(INIT_STDDEVS), help="the tuning grid's")  # fmt: skip
     p.add_argument("--out", type=pathlib.Path, help="default: claim_out/DATA")
     p.add_argument(
         "--quick", action="store_true", help="one seed, a small grid, 4 configurations"
@@ -457,7 +461,6 @@ def main(argv: Sequence[str]) -> None:
     args = p.parse_args(argv)
     args.out = args.out or pathlib.Path("claim_out") / args.data
     args.batch_size = args.batch_size or (128 if args.data == "real" else 1024)
-    args.learning_rates, args.init_stddevs = LEARNING_RATES, INIT_STDDEVS
     configs = configurations()
     names = args.configs or list(configs)
     if args.quick:
@@ -488,6 +491,10 @@ def main(argv: Sequence[str]) -> None:
     payload = {
         "data": args.data,
         "seeds": args.seeds,
+        "grid": {
+            "learning_rates": args.learning_rates,
+            "init_stddevs": args.init_stddevs,
+        },
         "tuned": tuned,
         "summary": summary,
         "paired_vs_adaptive": paired,
