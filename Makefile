@@ -5,15 +5,22 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.bench-installed
 
-.PHONY: venv demo demo-more test test-all bench lint format clean
+# The newest releases need a newer Python (jax >= 0.11 needs 3.12): the first
+# of these that runs.
+LATEST_PYTHON ?= $(firstword $(foreach p,python3.13 python3.12 $(wildcard $(HOME)/.pyenv/versions/3.1[23]*/bin/python3),$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
+LATEST := .venv-latest
+
+.PHONY: venv demo demo-more test test-all test-latest bench lint format clean
 
 venv: $(INSTALLED)
 
-# Reinstalls only when pyproject.toml changes; the package itself is editable.
-$(INSTALLED): pyproject.toml
+# Reinstalls only when pyproject.toml or the pins change; the package itself is
+# editable. constraints.txt pins what CI and the benchmarks run on (the ranges'
+# floor); pyproject.toml declares the ranges.
+$(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "adaptive_jax needs Python >= 3.11, got " + sys.version' 
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,examples]'
 	@touch $@
 
 # The CTR example on the default synthetic data (made on first use, in the user's
@@ -36,7 +43,16 @@ test: venv lint
 test-all: venv
 	$(BIN)/python -m pytest -q -n 2
 
-# The benchmarks compare with TensorFlow: the `bench` extra installs it.
+# The suite on the newest releases that install (no pins), in a venv of its own.
+test-latest:
+	@test -n "$(LATEST_PYTHON)" || (echo "test-latest needs Python >= 3.12 (set LATEST_PYTHON)"; exit 1)
+	@test -x $(LATEST)/bin/python || $(LATEST_PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -e '.[dev,examples]'
+	$(LATEST)/bin/python -m pip list --format=freeze 2>/dev/null | grep -iE '^(jax|jaxlib|flax|optax|orbax-checkpoint|numpy)=='
+	$(LATEST)/bin/python -m pytest -m "not slow" -q -n 2
+
+# The benchmarks compare with TensorFlow: the `bench` extra adds it (what is
+# installed already, pinned, stays).
 $(BENCH_INSTALLED): $(INSTALLED)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples,bench]'
 	@touch $@
@@ -59,4 +75,4 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) ctr_out .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(LATEST) ctr_out claim_out .pytest_cache .ruff_cache .hypothesis *.egg-info

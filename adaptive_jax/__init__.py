@@ -1,7 +1,11 @@
 """adaptive_jax: DeepRec's Adaptive Embedding in JAX.
 
-Submodules and public names load on first use, so that a serving process can
-import `adaptive_jax.serving` without the training stack (optax, orbax).
+The public modules (`feature_column`, `optim`, `hashing`, `sparse`, ...) and
+names load on first use, so that a serving process can import
+`adaptive_jax.serving` without the training stack (optax, orbax). They live in
+sub-packages by layer (`ids`, `table`, `optim`, `column`, `feature_column`,
+`parallel`, `serving`, `persist`; docs/architecture.md); import them from here, as
+`from adaptive_jax import feature_column as fc`.
 """
 
 import importlib
@@ -9,29 +13,30 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = (
-    "adaptive",
-    "checkpoint",
-    "combiners",
-    "data",
-    "ev",
-    "eviction",
-    "export",
-    "feature_column",
-    "hashing",
-    "ids",
-    "initializers",
-    "metrics",
-    "nn",
-    "optim",
-    "options",
-    "partitioned",
-    "serving",
-    "sharding",
-    "sparse",
-    "statistics",
-    "table",
-)
+_SUBMODULES = {  # public module -> where it lives (the layers: docs/architecture.md)
+    "adaptive": "column.adaptive",
+    "checkpoint": "persist.checkpoint",
+    "combiners": "column.combiners",
+    "data": "data",
+    "ev": "column.ev",
+    "eviction": "column.eviction",
+    "export": "persist.export",
+    "feature_column": "feature_column",
+    "hashing": "ids.hashing",
+    "ids": "ids",
+    "initializers": "column.initializers",
+    "metrics": "metrics",
+    "nn": "nn",
+    "optim": "optim",
+    "options": "column.options",
+    "partitioned": "column.partitioned",
+    "serving": "serving",
+    "sharding": "parallel.sharding",
+    "sparse": "ids.sparse",
+    "stacking": "column.stacking",
+    "statistics": "column.statistics",
+    "table": "table",
+}
 _NAMES = {
     "CBFFilter": "options",
     "CounterFilter": "options",
@@ -45,14 +50,18 @@ _NAMES = {
     "SparseIds": "sparse",
 }
 
-__all__ = tuple(sorted(_NAMES)) + _SUBMODULES
+__all__ = tuple(sorted(_NAMES)) + tuple(_SUBMODULES)
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"adaptive_jax.{_SUBMODULES[name]}")
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return importlib.import_module(f"adaptive_jax.{name}")
+        return _module(name)
     if name in _NAMES:
-        return getattr(importlib.import_module(f"adaptive_jax.{_NAMES[name]}"), name)
+        return getattr(_module(_NAMES[name]), name)
     raise AttributeError(f"module 'adaptive_jax' has no attribute {name!r}")
 
 

@@ -66,8 +66,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct, traverse_util
 
-from adaptive_jax import _numerics, adaptive
+from adaptive_jax import _numerics
 from adaptive_jax import feature_column as fc
+from adaptive_jax.column import adaptive
 
 EMBEDDING_STATE = "embedding_state"
 LOOKUPS = "embedding_lookups"

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from adaptive_jax import data, metrics
-from adaptive_jax.examples.ctr import run, variants
+from adaptive_jax.examples.ctr import cli, run, variants
 
 FAMILIES = ("static", "dynamic", "filtered", "adaptive")
 DEFAULT = {  # each family's default configuration: tuned, and the reference
@@ -178,7 +178,7 @@ def _datasets(args: argparse.Namespace) -> dict[int, Split]:
 
 
 def _options(train: pathlib.Path, test: pathlib.Path, seed: int, batch: int):
-    return run.parser().parse_args(
+    return cli.parser().parse_args(
         ["--train", str(train), "--test", str(test), "--seed", str(seed),
          "--batch-size", str(batch), "--no-progress"]
     )  # fmt: skip
@@ -295,6 +295,25 @@ def _paired(results: dict[str, dict[int, dict]], reference: str, seeds) -> dict:
         }
         for i, name in enumerate(names)
     }
+
+
+PAIRS = tuple((f"adaptive/col/{t}", f"filtered/{t}") for t in (2, 3, 5, 10)) + (
+    ("adaptive/1/4/3", "static/1/4"),
+    ("adaptive/col/3", "dynamic"),
+)
+"""Configurations compared head to head: an adaptive one and the plain one of
+about its bytes (the same rows, or buckets of the same size)."""
+
+
+def _pairs(results: dict[str, dict[int, dict]], seeds) -> list[dict[str, Any]]:
+    """Each pair of `PAIRS` that ran: its AUC difference, paired by example
+    over the bootstrap resamples, and its export bytes."""
+    out = []
+    for first, second in PAIRS:
+        if first in results and second in results:
+            diff = _paired({n: results[n] for n in (first, second)}, second, seeds)
+            out.append({"pair": [first, second], **diff[first]})
+    return out
 
 
 def _late_auc_diffs(results, reference: str, seeds) -> dict[str, float]:
@@ -433,6 +452,13 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{cell(s['export_bytes'], 1e6, 3)} | {d['mean']:+.4f} "
             f"[{d['low']:+.4f}, {d['high']:+.4f}] | {late[name]:+.4f} |"
         )
+    lines += ["", "| head to head | AUC difference (95% CI) |", "|---|---|"]
+    for pair in payload["pairs"]:
+        first, second = pair["pair"]
+        lines.append(
+            f"| {first} - {second} | {pair['mean']:+.4f} "
+            f"[{pair['low']:+.4f}, {pair['high']:+.4f}] |"
+        )
     lines += ["", "| target | value | met? |", "|---|---|---|"]
     for name, t in payload["targets"].items():
         value = "n/a" if t["value"] is None else f"{t['value']:+.4f}"
@@ -489,6 +515,7 @@ def main(argv: Sequence[str]) -> None:
     paired = _paired(results, DEFAULT["adaptive"], args.seeds)
     late = _late_auc_diffs(results, DEFAULT["adaptive"], args.seeds)
     payload = {
+        "pairs": _pairs(results, args.seeds),
         "data": args.data,
         "seeds": args.seeds,
         "grid": {

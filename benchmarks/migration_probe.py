@@ -28,8 +28,8 @@ import numpy as np
 
 from adaptive_jax import data, export
 from adaptive_jax import ids as ids_lib
+from adaptive_jax.examples.ctr import cli, run, train, variants
 from adaptive_jax.examples.ctr import model as model_lib
-from adaptive_jax.examples.ctr import run, train, variants
 
 
 def _fraction(text: str) -> float:
@@ -44,7 +44,7 @@ def probe(args: argparse.Namespace, seed: int) -> dict[str, float]:
     else:
         found = data.ensure_dataset(args.data_dir)
         files = [str(found.train), str(found.test)]
-    options = run.parser().parse_args(
+    options = cli.parser().parse_args(
         ["--train", files[0], "--test", files[1], "--seed", str(seed),
          "--batch-size", str(args.batch_size), "--no-progress"]
     )  # fmt: skip

@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaptive_jax import _index, ids, table
+from adaptive_jax import ids, table
+from adaptive_jax.table import _index
 
 DIM = 16
 

@@ -23,8 +23,9 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 import numpy as np  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
-from adaptive_jax import export, sharding  # noqa: E402
 from adaptive_jax import feature_column as fc  # noqa: E402
+from adaptive_jax.parallel import sharding  # noqa: E402
+from adaptive_jax.persist import export  # noqa: E402
 
 STEPS = 4
 

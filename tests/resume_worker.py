@@ -21,8 +21,8 @@ import numpy as np
 import optax
 
 import adaptive_jax as aj
-from adaptive_jax import checkpoint
 from adaptive_jax import feature_column as fc
+from adaptive_jax.persist import checkpoint
 
 BATCH = 64
 

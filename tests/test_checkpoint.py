@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax import checkpoint, ids
 from adaptive_jax import feature_column as fc
+from adaptive_jax import ids
+from adaptive_jax.persist import checkpoint
 
 WORKER = pathlib.Path(__file__).parent / "resume_worker.py"
 

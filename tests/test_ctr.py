@@ -147,7 +147,7 @@ def test_late_ids_are_those_first_seen_late_or_never(tmp_path):
         _line(2, never),
         _line(3, ["0000abcd"] + ["00000001"] * 24 + ["feedf00d"]),
     ]
-    args = ctr.run.parser().parse_args(
+    args = ctr.cli.parser().parse_args(
         ["--train", str(_write(tmp_path / "train.txt", train)), "--test",
          str(_write(tmp_path / "test.txt", test)), "--late-start", "0.5"]
     )  # fmt: skip

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax import export, serving, statistics
 from adaptive_jax import feature_column as fc
+from adaptive_jax import serving
 from adaptive_jax import table as table_lib
+from adaptive_jax.column import statistics
+from adaptive_jax.persist import export
 
 BATCH, SIZE = 48, 128
 MASKED = fc.embedding_column(

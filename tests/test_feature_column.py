@@ -10,7 +10,9 @@ import pytest
 
 import adaptive_jax as aj
 from adaptive_jax import feature_column as fc
-from adaptive_jax import hashing, ids, initializers, optim, sparse
+from adaptive_jax import ids, optim
+from adaptive_jax.column import initializers
+from adaptive_jax.ids import hashing, sparse
 
 ROOT = pathlib.Path(__file__).parent.parent
 FTRL = dict(

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adaptive_jax import hashing, ids
+from adaptive_jax import ids
+from adaptive_jax.ids import hashing
 
 MASK32 = 0xFFFFFFFF
 

@@ -10,7 +10,8 @@ import optax
 import pytest
 from jax.experimental import checkify
 
-from adaptive_jax import _dedup, optim
+from adaptive_jax import optim
+from adaptive_jax.table import _dedup
 
 DATA = pathlib.Path(__file__).parent / "data"
 DENSE_FTRL = json.loads((DATA / "ftrl_tf_known_answers.json").read_text())

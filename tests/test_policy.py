@@ -9,8 +9,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 
 import adaptive_jax as aj
-from adaptive_jax import _sketch, ids, initializers, optim, sparse
 from adaptive_jax import feature_column as fc
+from adaptive_jax import ids, optim
+from adaptive_jax.column import initializers
+from adaptive_jax.ids import sparse
+from adaptive_jax.table import _sketch
 
 FTRL = dict(
     learning_rate=0.1, l1_regularization_strength=0.0, l2_regularization_strength=0.0

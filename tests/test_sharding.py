@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 import adaptive_jax as aj
-from adaptive_jax import _device_hash, checkpoint, export, sharding
 from adaptive_jax import feature_column as fc
 from adaptive_jax import ids as ids_lib
+from adaptive_jax.ids import _device_hash
+from adaptive_jax.parallel import sharding
+from adaptive_jax.persist import checkpoint, export
 
 FTRL = aj.optim.ftrl(0.2, l1_regularization_strength=0.01)
 BATCH = 32

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adaptive_jax import hashing, ids, sparse
+from adaptive_jax import ids
+from adaptive_jax.ids import hashing, sparse
 
 INT64_MIN, INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 

@@ -15,10 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import adaptive_jax as aj
-from adaptive_jax import export, hashing, serving, sparse, stacking
 from adaptive_jax import feature_column as fc
 from adaptive_jax import ids as ids_lib
+from adaptive_jax import serving
 from adaptive_jax import table as table_lib
+from adaptive_jax.column import stacking
+from adaptive_jax.ids import hashing, sparse
+from adaptive_jax.persist import export
 
 DIM, BATCH, STEPS = 2, 8, 4
 # Members named in sorted order: separate columns concatenate as the fields do.

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adaptive_jax import _index, _numerics, ids, table
+from adaptive_jax import _numerics, ids, table
+from adaptive_jax.table import _index
 
 INT32_MAX = np.iinfo(np.int32).max
 insert = jax.jit(table.lookup_or_insert, donate_argnums=0)
@@ -357,10 +358,14 @@ def test_a_full_table_under_churn_keeps_a_free_way_in_every_bucket():
     assert_full_without_bucket_overflow(fill_and_churn(2**21, rounds=5))
 
 
-def test_lookup_or_insert_new_marks_every_entry_of_an_inserted_key():
+def test_insert_absent_marks_every_entry_of_an_inserted_key():
     state = table.DynamicTable.create(3)
     state, _ = insert(state, ids.from_numpy([1]), all_true(1))
-    fn = jax.jit(table.lookup_or_insert_new, donate_argnums=0)
+
+    @jax.jit
+    def fn(state, keys, mask):
+        return table.insert_absent(state, table.find(state, keys), mask, valid=mask)
+
     state, rows, new = fn(state, ids.from_numpy([2, 1, 2, 3, 4]), all_true(5))
     assert rows.tolist() == [1, 0, 1, 2, -1]
     assert new.tolist() == [True, False, True, True, False]

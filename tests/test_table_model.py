@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
-from adaptive_jax import _index, ids, table
+from adaptive_jax import ids, table
+from adaptive_jax.table import _index
 
 BATCH = 8
 CAPACITIES = (1, 3, 8, 21)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from adaptive_jax._device_hash import fmix32
 from adaptive_jax.data import _spec
+from adaptive_jax.ids._device_hash import fmix32
 
 _GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment
 _ID_EFFECT, _ID_EFFECT_ANGLE, _SHARED, _SHARED_ANGLE, _LATE, _DENSE, _DENSE_ANGLE = (

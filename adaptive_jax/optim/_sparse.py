@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
 
-from adaptive_jax import _dedup, _numerics
+from adaptive_jax import _numerics
+from adaptive_jax.table import _dedup
 
 _CHUNKS = 8
 

@@ -18,7 +18,7 @@ import shutil
 import ml_dtypes
 import numpy as np
 
-from adaptive_jax._digest import checksum
+from adaptive_jax.serving._digest import checksum
 from adaptive_jax.serving._format import ColumnDelta, ColumnExport, Delta, Export
 
 FORMAT = 1

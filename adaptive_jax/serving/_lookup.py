@@ -22,9 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from adaptive_jax import _host_ids, combiners, stacking
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
+from adaptive_jax.column import combiners, stacking
+from adaptive_jax.ids import _host_ids
 from adaptive_jax.serving._format import ColumnExport, Export
 
 _INSERT_CHUNK = 65_536
@@ -164,9 +165,7 @@ def prepare(
         if c.column.kind == "adaptive"
         for key in _feature_keys(c.column)
     }
-    for key in masks:
-        if key not in adaptive_keys:
-            raise ValueError(f"masks['{key}']: no adaptive column has key '{key}'")
+    _host_ids.check_masks(masks, adaptive_keys, "masks")
     prepared, batch_sizes = {}, set()
     for name, serving_column in built.items():
         column = serving_column.column
@@ -183,22 +182,16 @@ def prepare(
             )
             batch_sizes.add(examples)
             continue
-        if column.key not in features:
-            raise ValueError(
-                f"column '{column.key}': feature '{column.key}' is missing from the "
-                f"features (they have {sorted(features)})"
-            )
-        batch = _host_ids.as_sparse(features[column.key], column.key, size)
-        batch_sizes.add(batch.batch_size)
-        prepared[name] = _host_ids.column_ids(
-            batch,
+        prepared[name], examples = _host_ids.feature_ids(
+            features,
             key=column.key,
             dtype=column.dtype,
             hash_bucket_size=column.hash_bucket_size,
             mask=masks.get(column.key),
+            size=size,
         )
-    if len(batch_sizes) > 1:
-        raise ValueError(f"features have different batch sizes: {sorted(batch_sizes)}")
+        batch_sizes.add(examples)
+    _host_ids.one_batch_size(batch_sizes)
     return prepared
 
 

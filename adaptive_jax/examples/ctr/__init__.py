@@ -12,7 +12,7 @@ split, and reports AUC, log loss, bytes and speed (`report`). The modules:
 - `variants`: the columns of each variant, sized from that pass;
 - `train`: the jitted step, one pass of training, evaluation from the export;
 - `report`: the table, the JSON and the plot;
-- `run`: the command line, `main(argv)`.
+- `cli`: the command line's options; `run`: `main(argv)`.
 """
 
 from adaptive_jax.examples.ctr.run import main as main

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from adaptive_jax import _fingerprint
 from adaptive_jax import ids as ids_lib
-from adaptive_jax import sparse as sparse_lib
+from adaptive_jax.ids import _fingerprint
+from adaptive_jax.ids import sparse as sparse_lib
 
 _STRING_KEY_MODULUS = np.uint64(2**63 - 1)  # DeepRec's key of a string
 
@@ -130,3 +130,49 @@ def column_ids(
         buckets=jnp.asarray(buckets),
         to_dynamic=mask,
     )
+
+
+def feature_ids(
+    features: Any,
+    *,
+    key: str,
+    dtype: str,
+    hash_bucket_size: int | None,
+    mask: Any = None,
+    size: int | None = None,
+) -> tuple[ColumnIds, int]:
+    """`(ColumnIds, batch size)` of the feature `key` of `features` (any form
+    `as_sparse` takes), for a column of one feature.
+
+    Raises:
+      ValueError: the feature is missing, or its ids or mask are bad; naming
+        the column.
+    """
+    check_present(features, key)
+    batch = as_sparse(features[key], key, size)
+    ids = column_ids(
+        batch, key=key, dtype=dtype, hash_bucket_size=hash_bucket_size, mask=mask
+    )
+    return ids, batch.batch_size
+
+
+def check_present(features: Any, key: str) -> None:
+    """Raises a ValueError naming column `key` if its feature is missing."""
+    if key not in features:
+        raise ValueError(
+            f"column '{key}': feature '{key}' is missing from the features (they "
+            f"have {sorted(features)})"
+        )
+
+
+def check_masks(masks: Any, adaptive_keys: set[str], what: str) -> None:
+    """Raises a ValueError naming a mask (`what[key]`) of no adaptive column."""
+    for key in masks:
+        if key not in adaptive_keys:
+            raise ValueError(f"{what}['{key}']: no adaptive column has key '{key}'")
+
+
+def one_batch_size(batch_sizes: set[int]) -> None:
+    """Raises a ValueError if the columns' features have different batch sizes."""
+    if len(batch_sizes) > 1:
+        raise ValueError(f"features have different batch sizes: {sorted(batch_sizes)}")

@@ -20,10 +20,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax import _numerics, statistics
-from adaptive_jax import ev as ev_lib
+from adaptive_jax import _numerics
 from adaptive_jax import table as table_lib
-from adaptive_jax.options import EvictionPolicy, RowState
+from adaptive_jax.column import ev as ev_lib
+from adaptive_jax.column import statistics
+from adaptive_jax.column.options import EvictionPolicy, RowState
 
 
 def evict_rows(

@@ -24,8 +24,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax import _device_hash
 from adaptive_jax import ids as ids_lib
+from adaptive_jax.ids import _device_hash
 
 WAYS = 8
 SLOTS_PER_ROW = 2

@@ -18,8 +18,8 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax import _sketch
 from adaptive_jax import table as table_lib
+from adaptive_jax.table import _sketch
 
 Initializer = Callable  # (key, shape, dtype) -> array, as jax.nn.initializers
 

@@ -31,9 +31,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from adaptive_jax import _fingerprint, _host_ids
 from adaptive_jax import ids as ids_lib
-from adaptive_jax import sparse as sparse_lib
+from adaptive_jax.ids import _fingerprint, _host_ids
+from adaptive_jax.ids import sparse as sparse_lib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from adaptive_jax import _device_hash
 from adaptive_jax import ids as ids_lib
+from adaptive_jax.ids import _device_hash
 
 _SEED = 0x5CE7C4
 

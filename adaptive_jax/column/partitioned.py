@@ -33,19 +33,19 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax import (
-    _dedup,
-    _device_hash,
+from adaptive_jax import _numerics
+from adaptive_jax import ids as ids_lib
+from adaptive_jax.column import (
     _exchange,
-    _numerics,
     adaptive,
     combiners,
     static_split,
     statistics,
 )
-from adaptive_jax import ev as ev_lib
-from adaptive_jax import eviction as eviction_lib
-from adaptive_jax import ids as ids_lib
+from adaptive_jax.column import ev as ev_lib
+from adaptive_jax.column import eviction as eviction_lib
+from adaptive_jax.ids import _device_hash
+from adaptive_jax.table import _dedup
 
 
 def stacked(tree: Any, num_partitions: int) -> Any:
@@ -102,41 +102,36 @@ _TRAINED, _READ, _REFUSED = 1, 2, 4  # the flags of an entry, sent back
 def lookup(
     state: adaptive.ColumnState,
     inputs: adaptive.ColumnIds,
+    options: adaptive.StepOptions,
+    placement: adaptive.Placement = adaptive.ONE_DEVICE,
     *,
     num_partitions: int,
-    limit: int | None,
-    combiner: str,
-    dynamic_optimizer: Any,
-    migration: str = "deeprec",
-    admission: Any = None,
-    no_permission_value: float = 0.0,
-    axis_name: str | None = None,
-    split_static: bool = False,
 ) -> tuple[jax.Array, adaptive.ColumnState, adaptive.Residuals]:
     """`adaptive.lookup` for a partitioned column: the entries go to the
-    partition of their key and back. Jittable; under `shard_map`, `axis_name` is
-    the mesh axis the partitions are split over.
+    partition of their key and back. Jittable; under `shard_map`, the
+    partitions are split over `placement.axis_name`.
 
     Args:
       state: the column's state, this device's partitions of it.
       inputs: this device's ids.
+      options: as `adaptive.lookup`.
+      placement: the mesh axis (None on one device), whether the static table
+        is split by rows over it, and `exchange_limit`, entries per (source
+        device, partition) buffer (None: the local batch's size, no overflow
+        possible).
       num_partitions: P, the column's partitions in all.
-      limit: entries per (source device, partition) buffer; None for the local
-        batch's size (no overflow possible).
-      combiner, dynamic_optimizer, migration, admission, no_permission_value:
-        as `adaptive.lookup`.
-      axis_name: the mesh axis, or None on one device.
-      split_static: the static table is split by rows over `axis_name`.
 
     Returns:
       `(embeddings [local batch, dim], state, residuals)`.
     """
+    axis_name, migration = placement.axis_name, options.migration
     batch = inputs.ids
     n = batch.valid.shape[0]
+    limit = placement.exchange_limit
     limit = n if limit is None else min(limit, n)
     here = partition_count(state)
     size = num_partitions * limit
-    routed, by_policy = adaptive.routing(state, inputs, admission)
+    routed, by_policy = adaptive.routing(state, inputs, options.admission)
     keys = batch.values
     # The repeats of a key on this device travel as one entry, which counts them
     # (the owner's frequencies and admission counts) and comes back to them all.
@@ -150,7 +145,7 @@ def lookup(
     slot = jnp.where(routed, route.slot[own], size)
     overflow = routed & route.overflow[own]
     bucket_values = None
-    if split_static and state.static is not None:
+    if placement.split_static and state.static is not None:
         bucket_values, bucket_slots = static_split.read(
             state.static,
             inputs.buckets,
@@ -181,9 +176,8 @@ def lookup(
             ids_lib.Ids(hi, lo),
             buckets,
             repeats > 0,
-            optimizer=dynamic_optimizer,
-            migration=migration,
-            admission=admission if by_policy else None,
+            options,
+            by_policy=by_policy,
             weights=repeats,
         )
         flags = (
@@ -212,9 +206,8 @@ def lookup(
         inputs,
         values,
         found,
-        combiner=combiner,
-        no_permission_value=no_permission_value,
-        axis_name=axis_name,
+        options,
+        placement,
         exchange_overflows=overflow,
         bucket_values=bucket_values,
     )
@@ -232,31 +225,22 @@ def apply_gradients(
     state: adaptive.ColumnState,
     residuals: adaptive.Residuals,
     d_embeddings: jax.Array,
-    *,
-    static_optimizer: Any,
-    dynamic_optimizer: Any,
-    axis_name: str | None = None,
-    split_static: bool = False,
-    static_limit: int | None = None,
+    options: adaptive.StepOptions,
+    placement: adaptive.Placement = adaptive.ONE_DEVICE,
 ) -> adaptive.ColumnState:
     """`adaptive.apply_gradients` for a partitioned column: the gradients of the
     dynamic entries go to their partitions, those of the static ones to every
-    replica of the static table (or, `split_static`, to their buckets' owners).
+    replica of the static table (or, split by rows, to their buckets' owners).
     Jittable."""
     grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
     state = adaptive.update_static(
-        state,
-        residuals.static_rows,
-        grads,
-        static_optimizer,
-        axis_name,
-        split_static,
-        static_limit,
+        state, residuals.static_rows, grads, options.static_optimizer, placement
     )
+    axis_name = placement.axis_name
     here, received = residuals.dynamic_rows.shape
     sent = _exchange.summed(grads, residuals.exchange_slots, here * received)
     update = functools.partial(
-        adaptive.apply_dynamic, optimizer=dynamic_optimizer, step=state.step
+        adaptive.apply_dynamic, optimizer=options.dynamic_optimizer, step=state.step
     )
     with jax.named_scope("aj.partitions"):
         dynamic = each_partition(update)(

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from adaptive_jax import _chunks
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
 from adaptive_jax.optim import set_rows
+from adaptive_jax.table import _chunks
 
 _CHUNKS = 16  # new keys go through chunks of 1/16 of the batch
 

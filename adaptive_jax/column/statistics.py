@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from adaptive_jax import _device_hash, _numerics
+from adaptive_jax import _numerics
 from adaptive_jax import ids as ids_lib
+from adaptive_jax.ids import _device_hash
 
 REASONS = ("steps", "l2", "pressure")  # the `reason` of each eviction policy
 HLL_BITS = 12  # 2**12 registers

@@ -45,22 +45,17 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 
-from adaptive_jax import adaptive, feature_column, partitioned, serving, statistics
-from adaptive_jax import ids as ids_lib
-from adaptive_jax import table as table_lib
+from adaptive_jax import feature_column, serving
+from adaptive_jax.column import adaptive
+from adaptive_jax.persist import _rows
+from adaptive_jax.persist._sizes import size_report as size_report
 
 SCORES = ("freq", "version", "norm")
-VALUE_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
-_KEY_BYTES, _COUNTER_BYTES = 8, 4  # an int64 key; an int32 freq or version
 
 
 def _checked(
@@ -79,9 +74,10 @@ def _checked(
         )
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    if value_dtype not in VALUE_DTYPES:
+    if value_dtype not in _rows.VALUE_DTYPES:
         raise ValueError(
-            f"value_dtype must be one of {tuple(VALUE_DTYPES)}, got {value_dtype!r}"
+            f"value_dtype must be one of {tuple(_rows.VALUE_DTYPES)}, got "
+            f"{value_dtype!r}"
         )
     caps = top_k if isinstance(top_k, Mapping) else dict.fromkeys(names, top_k)
     for name, cap in caps.items():
@@ -108,58 +104,6 @@ def _cap(top_k: int | Mapping[str, int] | None, name: str) -> int | None:
     return top_k.get(name) if isinstance(top_k, Mapping) else top_k
 
 
-class _Rows(NamedTuple):
-    """A dynamic table's rows, its partitions' end to end."""
-
-    live: jax.Array  # [rows] bool
-    keys: jax.Array  # [rows, 2] uint32
-    freq: jax.Array  # [rows] int32
-    last_step: jax.Array  # [rows] int32
-    values: jax.Array  # [rows, dim]
-
-
-def _rows(dynamic: Any) -> _Rows:
-    table = dynamic.table
-    if not partitioned.is_partitioned(dynamic):
-        live = table_lib.live_rows(table)
-        return _Rows(live, table.row_keys, table.freq, table.last_step, dynamic.values)
-    live = jax.vmap(table_lib.live_rows)(table)
-    fields = (live, table.row_keys, table.freq, table.last_step, dynamic.values)
-    return _Rows(*(x.reshape((-1,) + x.shape[2:]) for x in fields))
-
-
-def _selected_rows(
-    rows: _Rows, *, drop_zero_rows: bool, top_k: int | None, score: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """The rows to export and their keys, ascending by key."""
-    live = rows.live
-    if drop_zero_rows:
-        live &= jnp.any(rows.values != 0, axis=1)
-    chosen = np.flatnonzero(np.asarray(live)).astype(np.int32)
-    stored = np.asarray(rows.keys[jnp.asarray(chosen)])
-    keys = ids_lib.to_numpy(ids_lib.Ids(stored[:, 0], stored[:, 1]))
-    if top_k is not None and top_k < chosen.size:
-        at = jnp.asarray(chosen)
-        scores = {
-            "freq": lambda: rows.freq[at],
-            "version": lambda: rows.last_step[at],
-            "norm": lambda: jnp.sum(jnp.square(rows.values[at]), axis=1),
-        }
-        best = np.lexsort((keys, -np.asarray(scores[score]())))[:top_k]
-        chosen, keys = chosen[best], keys[best]
-    order = np.argsort(keys)
-    return chosen[order], keys[order]
-
-
-def _row_arrays(
-    rows: _Rows, chosen: np.ndarray, value_dtype: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Values, freqs and versions of the `chosen` rows, on the host."""
-    at = jnp.asarray(chosen)
-    values = np.asarray(rows.values[at]).astype(VALUE_DTYPES[value_dtype])
-    return values, np.asarray(rows.freq[at]), np.asarray(rows.last_step[at])
-
-
 def _kind(column_state: adaptive.ColumnState) -> str:
     if column_state.static is None:
         return "dynamic"
@@ -177,7 +121,7 @@ def _column_export(
 ) -> serving.ColumnExport:
     categorical = column.categorical_column
     option = categorical.ev_option
-    dtype = VALUE_DTYPES[value_dtype]
+    dtype = _rows.VALUE_DTYPES[value_dtype]
     static = defaults = None
     if column_state.static is not None:
         static = np.asarray(column_state.static.values).astype(dtype)
@@ -188,18 +132,16 @@ def _column_export(
         and not admission
     ):
         defaults = np.asarray(column_state.default_values).astype(dtype)
-    keys = np.zeros(0, np.int64)
-    values = np.zeros((0, column.dimension), dtype)
-    freqs = versions = np.zeros(0, np.int32)
+    row_fields = _rows.no_rows(column.dimension, value_dtype)
     if column_state.dynamic is not None:
-        rows = _rows(column_state.dynamic)
-        chosen, keys = _selected_rows(
+        rows = _rows.rows_of(column_state.dynamic)
+        chosen, keys = _rows.selected(
             rows,
             drop_zero_rows=drop_zero_rows,
             top_k=top_k,
             score=score,
         )
-        values, freqs, versions = _row_arrays(rows, chosen, value_dtype)
+        row_fields = _rows.arrays(rows, chosen, keys, value_dtype)
     return serving.ColumnExport(
         key=categorical.key,
         dtype=categorical.dtype,
@@ -213,10 +155,7 @@ def _column_export(
         step=int(column_state.step),
         static=static,
         default_values=defaults,
-        keys=keys,
-        values=values,
-        freqs=freqs,
-        versions=versions,
+        **row_fields,
         members=(
             None
             if categorical.members is None
@@ -275,7 +214,7 @@ def _column_delta(
     value_dtype: str,
 ) -> serving.ColumnDelta:
     since = previous.step
-    dtype = VALUE_DTYPES[value_dtype]
+    dtype = _rows.VALUE_DTYPES[value_dtype]
     dimension = previous.dimension
     buckets = np.zeros(0, np.int32)
     bucket_values = np.zeros((0, dimension), dtype)
@@ -283,29 +222,24 @@ def _column_delta(
         static = column_state.static
         buckets = np.flatnonzero(np.asarray(static.last_step >= since)).astype(np.int32)
         bucket_values = np.asarray(static.values[jnp.asarray(buckets)]).astype(dtype)
-    keys = removed = np.zeros(0, np.int64)
-    values = np.zeros((0, dimension), dtype)
-    freqs = versions = np.zeros(0, np.int32)
+    removed = np.zeros(0, np.int64)
+    row_fields = _rows.no_rows(dimension, value_dtype)
     if column_state.dynamic is not None:
-        rows = _rows(column_state.dynamic)
-        chosen, selected = _selected_rows(
+        rows = _rows.rows_of(column_state.dynamic)
+        chosen, selected = _rows.selected(
             rows, drop_zero_rows=drop_zero_rows, top_k=top_k, score=score
         )
         touched = np.asarray(rows.last_step[jnp.asarray(chosen)]) >= since
         changed = touched | ~np.isin(selected, previous.keys)
-        keys = selected[changed]
-        values, freqs, versions = _row_arrays(rows, chosen[changed], value_dtype)
+        row_fields = _rows.arrays(rows, chosen[changed], selected[changed], value_dtype)
         removed = previous.keys[~np.isin(previous.keys, selected)]
     return serving.ColumnDelta(
         since=since,
         step=int(column_state.step),
         static_buckets=buckets,
         static_values=bucket_values,
-        keys=keys,
-        values=values,
-        freqs=freqs,
-        versions=versions,
         removed=removed,
+        **row_fields,
     )
 
 
@@ -348,61 +282,3 @@ def delta(
             value_dtype=value_dtype,
         )
     return serving.Delta(deltas)
-
-
-def _tree_bytes(tree: Any) -> int:
-    """Bytes of the arrays (or shapes) of a tree."""
-    leaves = jax.tree.leaves(tree)
-    return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in leaves)
-
-
-def _plain_row_bytes(column_state: adaptive.ColumnState) -> int:
-    """Training bytes per row of a plain dynamic table for this column: values,
-    slots, key, index and counters, as this column's own tables hold them."""
-    if column_state.dynamic is not None:
-        dynamic = column_state.dynamic
-        return _tree_bytes(dynamic) // math.prod(dynamic.values.shape[:-1])
-    static = column_state.static
-    rows = static.values.shape[0]
-    table = jax.eval_shape(lambda: table_lib.DynamicTable.create(rows))
-    return _tree_bytes((static.values, static.slots, table)) // rows
-
-
-def size_report(
-    state: Mapping[str, adaptive.ColumnState], exported: serving.Export
-) -> dict[str, dict[str, float]]:
-    """Bytes of each column, and in all (`"total"`).
-
-    Per column: `training_bytes` (the whole state: tables, index, slots, sketch,
-    statistics), `export_bytes`, `live_rows`, `exported_rows`, `distinct_ids`
-    (the statistics' HyperLogLog estimate of the ids seen), and what a plain
-    dynamic table with a row for every id seen would need:
-    `plain_dynamic_bytes` in training (values, optimizer slots, key, index,
-    counters) and `plain_dynamic_export_bytes` exported in float32.
-
-    Raises:
-      ValueError: the export lacks a column of the state.
-    """
-    report, total = {}, {}
-    for name, column_state in sorted(state.items()):
-        column = exported.columns.get(name)
-        if column is None:
-            raise ValueError(f"column '{name}': not in the export")
-        distinct = round(statistics.distinct_ids(column_state.stats.distinct))
-        live = 0
-        if column_state.dynamic is not None:
-            live = int(np.sum(_rows(column_state.dynamic).live))
-        row_export = _KEY_BYTES + 4 * column.dimension + 2 * _COUNTER_BYTES
-        report[name] = {
-            "training_bytes": _tree_bytes(column_state),
-            "export_bytes": column.nbytes,
-            "live_rows": live,
-            "exported_rows": int(column.keys.size),
-            "distinct_ids": distinct,
-            "plain_dynamic_bytes": distinct * _plain_row_bytes(column_state),
-            "plain_dynamic_export_bytes": distinct * row_export,
-        }
-        for field, value in report[name].items():
-            total[field] = total.get(field, 0) + value
-    report["total"] = total
-    return report

@@ -36,11 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from adaptive_jax import _device_hash, partitioned
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
-from adaptive_jax._digest import checksum
+from adaptive_jax.column import partitioned
+from adaptive_jax.ids import _device_hash
 from adaptive_jax.optim import set_rows
+from adaptive_jax.serving._digest import checksum
 
 FORMAT = 1
 
@@ -242,9 +243,7 @@ def _move_rows(target: Any, source: Any, rows: jax.Array) -> Any:
     at = jnp.maximum(rows, 0)
     stored = source.table.row_keys[at]
     keys = ids_lib.Ids(stored[:, 0], stored[:, 1])
-    table, new_rows, _ = table_lib.lookup_or_insert_new(
-        target.table, keys, valid, valid=valid
-    )
+    table, new_rows = table_lib.lookup_or_insert(target.table, keys, valid, valid=valid)
     put = jnp.where(valid, new_rows, target.capacity)
     table = table.replace(
         freq=table.freq.at[put].set(source.table.freq[at], mode="drop"),

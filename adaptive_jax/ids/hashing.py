@@ -15,14 +15,14 @@ On device, jittable, with x64 off or on, on `ids.Ids`:
 - `fmix32`, `reduce_range`: the pieces they are made of.
 """
 
-from adaptive_jax._device_hash import bucket as bucket
-from adaptive_jax._device_hash import fmix32 as fmix32
-from adaptive_jax._device_hash import hash32 as hash32
-from adaptive_jax._device_hash import partition as partition
-from adaptive_jax._device_hash import reduce_range as reduce_range
-from adaptive_jax._fingerprint import fingerprint64 as fingerprint64
-from adaptive_jax._fingerprint import string_to_key as string_to_key
-from adaptive_jax._fingerprint import to_hash_bucket_fast as to_hash_bucket_fast
+from adaptive_jax.ids._device_hash import bucket as bucket
+from adaptive_jax.ids._device_hash import fmix32 as fmix32
+from adaptive_jax.ids._device_hash import hash32 as hash32
+from adaptive_jax.ids._device_hash import partition as partition
+from adaptive_jax.ids._device_hash import reduce_range as reduce_range
+from adaptive_jax.ids._fingerprint import fingerprint64 as fingerprint64
+from adaptive_jax.ids._fingerprint import string_to_key as string_to_key
+from adaptive_jax.ids._fingerprint import to_hash_bucket_fast as to_hash_bucket_fast
 
 __all__ = (
     "bucket",

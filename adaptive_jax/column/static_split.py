@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax import _exchange
+from adaptive_jax.column import _exchange
 
 
 def devices(axis_name: str | None) -> int:

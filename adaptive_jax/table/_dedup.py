@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from adaptive_jax import _device_hash
+from adaptive_jax.ids import _device_hash
 
 
 def first_occurrence(words: Sequence[jax.Array], valid: jax.Array) -> jax.Array:

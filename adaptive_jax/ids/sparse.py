@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from adaptive_jax import _fingerprint
 from adaptive_jax import ids as ids_lib
+from adaptive_jax.ids import _fingerprint
 
 MIN_SIZE = 8
 

@@ -1,0 +1,174 @@
+"""A column's sparse update: the gradients of the looked-up rows, summed per row,
+to the sparse optimizer of each store.
+
+The static table trains on the entries its buckets served (under `shard_map`,
+those of every device, gathered, or, split by rows, its own buckets'); the
+dynamic rows on theirs. O(ids x dim): no dense gradient of a table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from adaptive_jax import _numerics
+from adaptive_jax import table as table_lib
+from adaptive_jax.column import _exchange, combiners, static_split
+from adaptive_jax.column import ev as ev_lib
+from adaptive_jax.column._state import ColumnState, Residuals, StaticTable
+from adaptive_jax.column._step import ONE_DEVICE, Placement, StepOptions
+from adaptive_jax.optim import apply_sparse
+
+
+def apply_gradients(
+    state: ColumnState,
+    residuals: Residuals,
+    d_embeddings: jax.Array,
+    options: StepOptions,
+    placement: Placement = ONE_DEVICE,
+) -> ColumnState:
+    """One sparse optimizer step on the rows that `lookup` served. Jittable.
+
+    Args:
+      state: the column's state, as `lookup` returned it; donate it under jit.
+      residuals: `lookup`'s residuals.
+      d_embeddings: `[batch_size, dim]`, the gradient of the embeddings.
+      options: the column's optimizers (static: per-coordinate L1; dynamic).
+      placement: one device, or under `shard_map` (a column without dynamic
+        table on a mesh) the mesh axis: every device's buckets train every
+        replica, or, split by rows, their owners (see `update_static`).
+
+    Returns:
+      The state, its `step` (and the dynamic table's) one further.
+
+    Note: XLA updates the tables in place when the gradient depends on the
+    embeddings, as with any model. With a loss linear in the embeddings (whose
+    gradient is a constant), nothing orders the lookup's read of the static table
+    before this update's writes, and XLA copies the table to be safe.
+    """
+    grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
+    state = update_static(
+        state, residuals.static_rows, grads, options.static_optimizer, placement
+    )
+    if state.dynamic is not None:
+        dynamic = apply_dynamic(
+            state.dynamic,
+            residuals.dynamic_rows,
+            grads,
+            options.dynamic_optimizer,
+            state.step,
+        )
+        state = state.replace(dynamic=dynamic)
+    return state.replace(step=_numerics.saturating_add(state.step, jnp.int32(1)))
+
+
+def update_static(
+    state: ColumnState,
+    rows: jax.Array,
+    grads: jax.Array,
+    optimizer: Any,
+    placement: Placement = ONE_DEVICE,
+) -> ColumnState:
+    """The static table's sparse update from the entries it served; under
+    `shard_map`, from the entries of every device (an all-gather), so that its
+    replicas stay equal, or, split by rows, from those of its own buckets.
+
+    `placement.static_limit`: the all-gather sends each device's first that
+    many static entries, compacted, when every device has no more; else (a
+    `lax.cond` on the whole mesh) all its entries. Never an entry lost."""
+    if state.static is None:
+        return state
+    static, axis_name = state.static, placement.axis_name
+    if placement.split_static:
+        local = static.values.shape[0]
+        rows, grads = static_split.routed_gradients(rows, grads, local, axis_name)
+    elif axis_name is not None:
+        rows, grads = _gathered(
+            rows, grads, static.values.shape[0], axis_name, placement.static_limit
+        )
+    static = apply_static(static, rows, grads, optimizer, state.step)
+    return state.replace(static=static)
+
+
+def _gathered(
+    rows: jax.Array, grads: jax.Array, none: int, axis_name: str, limit: int | None
+) -> tuple[jax.Array, jax.Array]:
+    """Every device's static entries (`rows` < `none`): all of them, or, when
+    no device has more than `limit`, each device's compacted into `limit`
+    slots and padded back (the table stays out of the `lax.cond`, which would
+    copy it)."""
+    n = rows.shape[0]
+
+    def whole():
+        return (
+            jax.lax.all_gather(rows, axis_name, tiled=True),
+            jax.lax.all_gather(grads, axis_name, tiled=True),
+        )
+
+    if limit is None or limit >= n:
+        return whole()
+    devices = jax.lax.axis_size(axis_name)
+    served = rows < none
+    slot = jnp.where(served, _numerics.exclusive_count(served), limit)
+    over = jnp.sum(served, dtype=jnp.int32) > limit
+    fits = jax.lax.psum(over.astype(jnp.int32), axis_name) == 0
+
+    def compact():
+        few = _exchange.packed(rows, slot, limit, fill=none)
+        few = jax.lax.all_gather(few, axis_name, tiled=True)
+        some = jax.lax.all_gather(
+            _exchange.packed(grads, slot, limit), axis_name, tiled=True
+        )
+        pad = devices * (n - limit)
+        return (
+            jnp.concatenate([few, jnp.full((pad,), none, rows.dtype)]),
+            jnp.concatenate([some, jnp.zeros((pad,) + grads.shape[1:], grads.dtype)]),
+        )
+
+    return jax.lax.cond(fits, compact, whole)
+
+
+def _sparse_step(
+    optimizer: Any,
+    values: jax.Array,
+    slots: Any,
+    rows: jax.Array,
+    grads: jax.Array,
+    step: jax.Array,
+) -> tuple[jax.Array, Any]:
+    """The optimizer's sparse step on `rows` of a table's values and slots."""
+    grads = grads.astype(values.dtype)
+    return apply_sparse(optimizer, values, slots, rows, grads, count=step)
+
+
+def apply_static(
+    static: StaticTable,
+    rows: jax.Array,
+    grads: jax.Array,
+    optimizer: Any,
+    step: jax.Array,
+) -> StaticTable:
+    """The sparse update of the buckets `rows` (num_buckets: none) by `grads`."""
+    values, slots = _sparse_step(
+        optimizer, static.values, static.slots, rows, grads, step
+    )
+    last_step = static.last_step.at[rows].set(step, mode="drop")
+    return StaticTable(values, slots, last_step)
+
+
+def apply_dynamic(
+    dynamic: ev_lib.EmbeddingVariable,
+    rows: jax.Array,
+    grads: jax.Array,
+    optimizer: Any,
+    step: jax.Array,
+) -> ev_lib.EmbeddingVariable:
+    """The sparse update of the dynamic `rows` (capacity: none) by `grads`; the
+    table's step moves on."""
+    values, slots = _sparse_step(
+        optimizer, dynamic.values, dynamic.slots, rows, grads, step
+    )
+    table = table_lib.advance_step(dynamic.table)
+    return dynamic.replace(table=table, values=values, slots=slots)
