@@ -10,7 +10,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 LATEST_PYTHON ?= $(firstword $(foreach p,python3.13 python3.12 $(wildcard $(HOME)/.pyenv/versions/3.1[23]*/bin/python3),$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
 LATEST := .venv-latest
 
-.PHONY: venv demo demo-more test test-all test-latest bench lint format clean
+.PHONY: venv demo demo-more test test-all test-latest bench bench-gpu lint format clean
 
 venv: $(INSTALLED)
 
@@ -76,3 +76,11 @@ format: venv
 
 clean:
 	rm -rf $(VENV) $(LATEST) ctr_out claim_out .pytest_cache .ruff_cache .hypothesis *.egg-info
+
+# The GPU suite (benchmarks/gpu_suite.sh): the CUDA plugin of the pinned jax into
+# .venv, a check that JAX sees the GPU, then the table, train-step, FTRL and CTR
+# benchmarks and the fast tests on it, in 8 minutes, JSON lines into
+# build/gpu_suite.jsonl. `make bench-gpu BENCH_GPU_ARGS=--quick` for 3 minutes;
+# `--cpu` runs it on the CPU; `--help` for the rest.
+bench-gpu:
+	bash benchmarks/gpu_suite.sh $(BENCH_GPU_ARGS)
