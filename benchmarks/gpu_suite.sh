@@ -6,7 +6,8 @@
 # Run: bash benchmarks/gpu_suite.sh [--quick] [--cpu] [--out FILE] [options]
 #      (or `make bench-gpu`, `make bench-gpu BENCH_GPU_ARGS=--quick`)
 #
-# 1. setup: the venv .venv (--venv DIR for another) is reused if it exists, else
+# 1. setup: the venv .venv-gpu (.venv with --cpu; --venv DIR for another) is
+#    reused if it exists, else
 #    made as the Makefile makes it (pip install -c constraints.txt
 #    -e '.[dev,examples]'). On a GPU machine the CUDA plugin of the installed
 #    jax's version goes into it: pip install "jax[cudaN]==<jax version>", N from
@@ -52,7 +53,9 @@
 #   --out FILE      the JSON lines (default: build/gpu_suite.jsonl), emptied first
 #   --cpu           on the CPU, no plugin, at the --quick sizes; with --quick at
 #                   small ones: a test of this script (tests/test_gpu_suite.py)
-#   --venv DIR      the venv to reuse or make (default: .venv)
+#   --venv DIR      the venv to reuse or make (default: .venv-gpu, so that the
+#                   plugin never lands in the .venv that make test uses; with
+#                   --cpu: .venv)
 #   --python PY     no venv and no installs: PY as it is
 #   --cuda 12|13    the plugin's CUDA (default: from the driver)
 #   --budget S      seconds for the check and the runs (default: 480; quick: 180)
@@ -70,7 +73,7 @@ QUICK=0
 CPU=0
 OUT_FILE=""
 PY_GIVEN=""
-VENV=".venv"
+VENV=""
 CUDA=""
 BUDGET=""
 while (($#)); do
@@ -87,6 +90,9 @@ while (($#)); do
     esac
     shift
 done
+if [[ -z $VENV ]]; then
+    VENV=$([[ $CPU == 1 ]] && echo .venv || echo .venv-gpu)
+fi
 if [[ -n $CUDA && $CUDA != 12 && $CUDA != 13 ]]; then
     echo "gpu_suite.sh: --cuda must be 12 or 13" >&2
     exit 2

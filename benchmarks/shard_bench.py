@@ -28,7 +28,10 @@ batch and the partitions split over it and exchange limits from
   static buckets) it costs.
 - `sharded_step_8_devices_adaptive_split_static`: the adaptive step with the
   static table split by rows over the 8 devices (`Layout(split_static=...)`)
-  instead of replicated.
+  instead of replicated, in buffers of `sharding.suggest_split_limits`
+  distinct buckets per (device, owner). Target: ratio <= 1.6.
+- `sharded_step_8_devices_adaptive_split_static_unbounded`: the same with
+  buffers of every entry (no split limit).
 - `exchange_bytes`: on meshes of 1, 2, 4 and 8 devices (8 partitions), with
   the static table replicated and split, the bytes each device hands the
   all-to-alls and the all-gather in the compiled step (read from its HLO),
@@ -116,12 +119,18 @@ def collective_bytes(hlo: str) -> dict[str, int]:
 
 
 def model_bytes(
-    devices: int, limit: int, local_ids: int, split_static: bool, static_limit: int
+    devices: int,
+    limit: int,
+    local_ids: int,
+    split_static: bool,
+    static_limit: int,
+    split_limit: int,
 ) -> dict[str, int]:
     """docs/scaling.md: per device and step, P partitions over D devices. On
     one device the exchanges are reshapes. A static limit below the local ids
     puts two all-gathers in the program (`lax.cond`): the compacted one, taken
-    when every device fits, and the whole one; both are counted."""
+    when every device fits, and the whole one; both are counted. So does a
+    split limit below the local ids for the split table's all-to-alls."""
     gathered = local_ids + (static_limit if static_limit < local_ids else 0)
     slots, row = PARTITIONS * limit, 4 * DIM
     if devices == 1:
@@ -135,12 +144,14 @@ def model_bytes(
             "all-to-all": slots * (16 + (row + 1) + row),
             "all-gather": devices * gathered * (4 + row),  # static rows, grads
         }
+    split = local_ids + (split_limit if split_limit < local_ids else 0)
     return {
         # keys hi, lo, repeats and the bucket's row out; rows, flags back;
         # gradients out; the static read (bucket out, row back) and update
-        # (bucket, gradient out), buffers of every local entry per device.
+        # (bucket, gradient out), in buffers of `split_limit` distinct buckets
+        # per (device, owner), and of every local entry (the other branch).
         "all-to-all": slots * (12 + row + (row + 1) + row)
-        + devices * local_ids * (4 + row + 4 + row),
+        + devices * split * (4 + row + 4 + row),
         "all-gather": 0,
     }
 
@@ -154,16 +165,20 @@ def mesh_layout(
     static_limit: bool = True,
 ) -> sharding.Layout:
     """A layout over the first `devices` devices with the limits suggested from
-    `sample` (and static limits, for a replicated static table)."""
-    static_limits = {}
+    `sample`: static limits for a replicated static table, split limits for a
+    split one (`static_limit` False: neither, buffers of every entry)."""
+    static_limits = split_limits = {}
     if static_limit and not split_static:
         static_limits = sharding.suggest_static_limits(sample, columns, devices)
+    if static_limit and split_static:
+        split_limits = sharding.suggest_split_limits(sample, columns, devices)
     return sharding.Layout(
         jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",)),
         "data",
         limits=sharding.suggest_limits(sample, columns, devices),
         static_limits=static_limits,
         split_static=split_static,
+        split_static_limits=split_limits,
     )
 
 
@@ -245,22 +260,24 @@ def timed_steps(
         sharded = jax.block_until_ready(step_split(sharded, prepared_split, g_split))
         times.append((middle - start, time.perf_counter() - middle))
     base_ms, split_ms = np.median(np.asarray(times[warmup:]), axis=0) * 1e3
+    summary = fc.summary(jax.device_get(sharded))["ids_embedding"]
+    unlimited = kind == "adaptive" and not static_limit
     print(
         json.dumps(
             {
                 "name": f"sharded_step_8_devices_{kind}"
                 + ("_tight" * tight)
                 + ("_split_static" * split_static)
-                + ("_gather_all" * (kind == "adaptive" and not static_limit)),
+                + (("_unbounded" if split_static else "_gather_all") * unlimited),
                 "median_ms": round(float(split_ms), 3),
                 "baseline_ms": round(float(base_ms), 3),
                 "ratio": round(float(split_ms / base_ms), 3),
                 "global_batch": batch,
                 "limit": limits["ids_embedding"],
                 "static_limit": static_limits.get("ids_embedding"),
-                "exchange_overflows": fc.summary(jax.device_get(sharded))[
-                    "ids_embedding"
-                ]["exchange_overflows"],
+                "split_limit": dict(layout.split_static_limits).get("ids_embedding"),
+                "exchange_overflows": summary["exchange_overflows"],
+                "split_overflows": summary["split_overflows"],
             }
         ),
         flush=True,
@@ -289,6 +306,7 @@ def main() -> None:
     timed_steps("adaptive", raws, batch, warmup, static_limit=False)
     timed_steps("adaptive", raws, batch, warmup, tight=True)
     timed_steps("adaptive", raws, batch, warmup, split_static=True)
+    timed_steps("adaptive", raws, batch, warmup, split_static=True, static_limit=False)
     local = batch // DEVICES
     for split_static in (False, True):
         for devices in (1, 2, 4, 8):
@@ -323,7 +341,8 @@ def exchange(
     measured = collective_bytes(compiled.as_text())
     limit = min(limits["ids_embedding"], local)
     static_limit = static_limits.get("ids_embedding", local)
-    model = model_bytes(devices, limit, local, split_static, static_limit)
+    split_limit = dict(layout.split_static_limits).get("ids_embedding", local)
+    model = model_bytes(devices, limit, local, split_static, static_limit, split_limit)
     for kind in measured:
         line = {
             "name": f"exchange_bytes_{kind}",
@@ -331,6 +350,7 @@ def exchange(
             "split_static": split_static,
             "limit": limit,
             "static_limit": None if split_static else static_limit,
+            "split_limit": split_limit if split_static else None,
             "measured_bytes_per_device": measured[kind],
             "model_bytes_per_device": model[kind],
         }

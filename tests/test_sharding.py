@@ -7,6 +7,7 @@ of float sums (the static table's gradients arrive from several devices).
 
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -132,7 +133,7 @@ def assert_same_training(reference, embeddings, state, dense, cols):
 
 
 def test_the_tests_have_8_devices():
-    assert [d.platform for d in jax.devices()] == ["cpu"] * 8
+    assert [d.platform for d in jax.devices("cpu")] == ["cpu"] * 8
 
 
 # On one device, P = 1 and 4 run in `make test-all`; in `make test`, the
@@ -154,7 +155,7 @@ def test_partitions_on_one_device_train_like_one_table(reference, parts):
     [pytest.param(d, marks=pytest.mark.slow) for d in (1, 2, 4)] + [8],
 )
 def test_a_mesh_trains_like_one_device(reference, devices):
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:devices]), ("data",))
     # The static update gathers 2 entries per device in the steps where every
     # device has no more static ids (every step on 8 devices), and all of them
     # in the others (some steps on 4 devices, every step on 1 or 2).
@@ -202,7 +203,7 @@ def split_reference():
 
 @pytest.mark.parametrize("devices", [pytest.param(2, marks=pytest.mark.slow), 8])
 def test_static_tables_split_by_rows_train_like_one_device(split_reference, devices):
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:devices]), ("data",))
     layout = sharding.Layout(mesh, "data", split_static=True)
     cols = split_columns(8)
     placed = layout.place(fc.init_state(cols, FTRL, jax.random.key(0)), cols)
@@ -217,12 +218,12 @@ def test_static_tables_split_by_rows_train_like_one_device(split_reference, devi
 
 def test_a_split_static_table_restores_onto_another_layout(tmp_path):
     cols = split_columns(8)
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")), ("data",))
     split = sharding.Layout(mesh, "data", split_static=("user_embedding",))
     state = split.place(fc.init_state(cols, FTRL, jax.random.key(0)), cols)
     with checkpoint.Checkpointer(tmp_path) as checkpoints:
         checkpoints.save(1, state)
-    pair = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    pair = jax.sharding.Mesh(np.array(jax.devices("cpu")[:2]), ("data",))
     replicated = sharding.Layout(pair, "data")
     for target in (
         fc.init_state(cols, FTRL, jax.random.key(5)),
@@ -238,7 +239,7 @@ def test_a_split_static_table_restores_onto_another_layout(tmp_path):
 
 
 def test_a_static_table_that_cannot_split_is_refused():
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:3]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:3]), ("data",))
     cols = split_columns(6)
     state = fc.init_state(cols, FTRL, jax.random.key(0))
     layout = sharding.Layout(mesh, "data", split_static=True)
@@ -246,7 +247,7 @@ def test_a_static_table_that_cannot_split_is_refused():
         layout.place(state, cols)
     with pytest.raises(ValueError, match="split_static must be True, False or"):
         sharding.Layout(mesh, "data", split_static="user_embedding")
-    pair = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    pair = jax.sharding.Mesh(np.array(jax.devices("cpu")[:2]), ("data",))
     unknown = sharding.Layout(pair, "data", split_static=("site_embedding",))
     with pytest.raises(ValueError, match=r"split_static names \['site_embedding'\]"):
         unknown.place(state, cols)
@@ -277,7 +278,7 @@ OVERFLOW_PARTITIONS = 4
 
 def overflow_setup(limit):
     """A step on 2 devices of 2 partitions each; then buffers of `limit`."""
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:2]), ("data",))
     cols = columns(OVERFLOW_PARTITIONS)[:1]
     wide = sharding.Layout(mesh, "data")
     narrow = sharding.Layout(mesh, "data", limits={"user_embedding": limit})
@@ -384,7 +385,7 @@ def test_suggested_static_limits_cover_the_busiest_device():
 def test_suggested_limits_leave_no_overflow():
     cols = columns(8)
     limits = sharding.suggest_limits(sample_batches(cols), cols, devices=4)
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:4]), ("data",))
     layout = sharding.Layout(mesh, "data", limits=limits)
     _, state, _ = train(cols, layout, steps=3, size=32)
     for name in limits:
@@ -452,7 +453,7 @@ def test_a_bad_partition_num_names_the_option(bad):
 
 
 def test_a_mesh_axis_that_does_not_divide_the_partitions_is_refused():
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:4]), ("data",))
     layout = sharding.Layout(mesh, "data")
     cols = columns(6)
     state = fc.init_state(cols, FTRL, jax.random.key(0))
@@ -469,14 +470,14 @@ def test_a_mesh_axis_that_does_not_divide_the_partitions_is_refused():
 
 
 def test_a_bad_layout_names_the_axis_or_option():
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:2]), ("data",))
     with pytest.raises(ValueError, match="axis 'model' is not an axis"):
         sharding.Layout(mesh, "model")
     with pytest.raises(ValueError, match=r"limits\['user_embedding'\]"):
         sharding.Layout(mesh, "data", limits={"user_embedding": 0})
     with pytest.raises(ValueError, match=r"static_limits\['user_embedding'\]"):
         sharding.Layout(mesh, "data", static_limits={"user_embedding": -2})
-    cpu, other = jax.devices()[0], types.SimpleNamespace(platform="gpu", id=99)
+    cpu, other = jax.devices("cpu")[0], types.SimpleNamespace(platform="gpu", id=99)
     mixed = types.SimpleNamespace(
         axis_names=("data",), devices=np.array([cpu, other], object)
     )
@@ -485,7 +486,7 @@ def test_a_bad_layout_names_the_axis_or_option():
 
 
 def test_a_batch_that_does_not_split_over_the_devices_is_refused():
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:4]), ("data",))
     layout = sharding.Layout(mesh, "data")
     cols = columns(4)
     features = {"user": np.arange(6)[:, None], "item": np.arange(6)[:, None]}
@@ -587,7 +588,7 @@ def train_stacked(cols, layout=None, size=None):
 
 def test_a_stacked_column_on_a_mesh_trains_like_one_device():
     # Arrange
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")), ("data",))
     layout = sharding.Layout(mesh, "data")
 
     # Act
@@ -602,3 +603,97 @@ def test_a_stacked_column_on_a_mesh_trains_like_one_device():
         want_state["fields_embedding"].static.values,
         atol=TOLERANCE,
     )
+
+
+def distinct_per_pair(inputs, devices, local):
+    """`[devices, devices]`: distinct buckets each device's share reads from
+    each owner, from a batch prepared for one device (the reference)."""
+    valid = np.asarray(inputs.ids.valid)
+    rows = np.asarray(inputs.buckets)[valid]
+    source = np.asarray(inputs.ids.row_ids)[valid] // (BATCH // devices)
+    counts = np.zeros((devices, devices), np.int64)
+    for s, bucket in set(zip(source.tolist(), rows.tolist(), strict=True)):
+        counts[s, bucket // local] += 1
+    return counts
+
+
+def test_split_static_tables_with_bounded_buffers_train_like_one_device(
+    split_reference,
+):
+    # Arrange: a limit that some steps fit and some do not.
+    devices, limit = 8, 2
+    cols = split_columns(8)
+    buckets = {"user_embedding": 40, "item_embedding": 24}
+    over, fitted = dict.fromkeys(buckets, 0), []
+    for step in range(4):
+        features, masks = raw_batch(step)
+        batch = fc.prepare(features, split_columns(), adaptive_mask_tensors=masks)
+        for name, size in buckets.items():
+            counts = distinct_per_pair(batch[name], devices, size // devices)
+            over[name] += int(np.maximum(counts - limit, 0).sum())
+            fitted.append(counts.max() <= limit)
+    assert any(fitted) and not all(fitted)  # both branches are taken
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")), ("data",))
+    layout = sharding.Layout(
+        mesh,
+        "data",
+        split_static=True,
+        split_static_limits=dict.fromkeys(buckets, limit),
+    )
+
+    # Act
+    embeddings, state, dense = train(cols, layout, size=128 // devices)
+
+    # Assert: what one device trains, and every entry past a buffer counted.
+    assert_same_training(split_reference, embeddings, state, dense, cols)
+    summary = fc.summary(state)
+    assert {name: summary[name]["split_overflows"] for name in buckets} == over
+
+
+def test_bounded_split_buffers_are_in_the_compiled_step():
+    # The all-to-alls' operands, as XLA:CPU splits them per destination: with
+    # a limit of 3 on the item column (dim 3), pieces of 3 rows and 3 bucket
+    # ids appear beside the exact ones (the lax.cond's other branch).
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")), ("data",))
+    cols = split_columns(8)
+
+    def shapes(layout):
+        state = layout.place(fc.init_state(cols, FTRL, jax.random.key(0)), cols)
+        features, masks = raw_batch(0)
+        batch = sharding.prepare(features, cols, layout, adaptive_mask_tensors=masks)
+        hlo = (
+            jax.jit(
+                lambda s, b: fc.input_layer(b, cols, s, optimizer=FTRL, layout=layout)[
+                    0
+                ]
+            )
+            .lower(state, batch)
+            .compile()
+            .as_text()
+        )
+        return {
+            shape
+            for line in hlo.splitlines()
+            if " all-to-all(" in line
+            for shape in re.findall(r"[fsu]32\[[0-9,]*\]", line.split("all-to-all(")[0])
+        }
+
+    exact = shapes(sharding.Layout(mesh, "data", split_static=True))
+    bounded = shapes(
+        sharding.Layout(
+            mesh, "data", split_static=True, split_static_limits={"item_embedding": 3}
+        )
+    )
+    assert {"f32[1,1,3,3]", "s32[1,1,3]"} <= bounded - exact, (exact, bounded)
+
+
+def test_suggested_split_limits_cover_the_batches_they_saw():
+    cols = split_columns()
+    batches = [
+        fc.prepare(f, cols, adaptive_mask_tensors=m)
+        for f, m in map(raw_batch, range(4))
+    ]
+    limits = sharding.suggest_split_limits(batches, cols, 8, margin=1.0)
+    for name, size in (("user_embedding", 40), ("item_embedding", 24)):
+        most = max(distinct_per_pair(b[name], 8, size // 8).max() for b in batches)
+        assert most <= limits[name] < most + 8 and limits[name] % 8 == 0

@@ -50,12 +50,15 @@ class Placement:
         `_update.update_static`); None for all.
       exchange_limit: a partitioned dynamic table's exchange buffer, entries
         per (source device, partition); None for the local batch's size.
+      split_limit: a split static table's exchange buffers, distinct buckets
+        per (source device, owner) (see `static_split`); None for every entry.
     """
 
     axis_name: str | None = None
     split_static: bool = False
     static_limit: int | None = None
     exchange_limit: int | None = None
+    split_limit: int | None = None
 
 
 ONE_DEVICE = Placement()

@@ -82,9 +82,18 @@ def update_static(
         return state
     static, axis_name = state.static, placement.axis_name
     if placement.split_static:
-        local = static.values.shape[0]
-        rows, grads = static_split.routed_gradients(rows, grads, local, axis_name)
-    elif axis_name is not None:
+        static = static_split.update(
+            static,
+            rows,
+            grads,
+            lambda table, local_rows, local_grads: apply_static(
+                table, local_rows, local_grads, optimizer, state.step
+            ),
+            axis_name=axis_name,
+            limit=placement.split_limit,
+        )
+        return state.replace(static=static)
+    if axis_name is not None:
         rows, grads = _gathered(
             rows, grads, static.values.shape[0], axis_name, placement.static_limit
         )

@@ -192,6 +192,7 @@ def serve(
     *,
     exchange_overflows: jax.Array | None = None,
     bucket_values: jax.Array | None = None,
+    split_overflows: jax.Array | None = None,
 ) -> tuple[jax.Array, ColumnState, jax.Array, jax.Array]:
     """Each entry's value from its store, the statistics, the combination per
     example: `(embeddings, state, static_rows, scale)`.
@@ -244,6 +245,7 @@ def serve(
         batch.values,
         axis_name=axis_name,
         exchange_overflows=exchange_overflows,
+        split_overflows=split_overflows,
     )
     scale = combiners.scales(
         batch.row_ids, batch.weights, valid, batch.batch_size, options.combiner
@@ -271,17 +273,18 @@ def lookup(
     Returns:
       `(embeddings [batch_size, dim], state, residuals)`.
     """
-    dynamic_values = found = bucket_values = None
+    dynamic_values = found = bucket_values = split_overflows = None
     dynamic_rows = jnp.zeros(inputs.ids.valid.shape, jnp.int32)
     starts, buckets = state, inputs.buckets
     if placement.split_static and state.static is not None:
         copy = state.dynamic is not None and options.migration == "copy"
-        bucket_values, bucket_slots = static_split.read(
+        bucket_values, bucket_slots, split_overflows = static_split.read(
             state.static,
             inputs.buckets,
             inputs.ids.valid,
             axis_name=placement.axis_name,
             with_slots=copy,
+            limit=placement.split_limit,
         )
         starts, buckets = bucket_view(state, bucket_values, bucket_slots)
     if state.dynamic is not None:
@@ -306,6 +309,7 @@ def lookup(
         options,
         placement,
         bucket_values=bucket_values,
+        split_overflows=split_overflows,
     )
     residuals = Residuals(static_rows, dynamic_rows, inputs.ids.row_ids, scale)
     return embeddings, state, residuals

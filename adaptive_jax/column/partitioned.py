@@ -144,14 +144,15 @@ def lookup(
     own = jnp.maximum(first, 0)
     slot = jnp.where(routed, route.slot[own], size)
     overflow = routed & route.overflow[own]
-    bucket_values = None
+    bucket_values = split_overflows = None
     if placement.split_static and state.static is not None:
-        bucket_values, bucket_slots = static_split.read(
+        bucket_values, bucket_slots, split_overflows = static_split.read(
             state.static,
             inputs.buckets,
             batch.valid,
             axis_name=axis_name,
             with_slots=migration == "copy",
+            limit=placement.split_limit,
         )
     # What a new row starts from travels with its key: the bucket, or, from a
     # static table split by rows, the bucket's row (and slots) read from its owner.
@@ -210,6 +211,7 @@ def lookup(
         placement,
         exchange_overflows=overflow,
         bucket_values=bucket_values,
+        split_overflows=split_overflows,
     )
     residuals = adaptive.Residuals(
         static_rows,

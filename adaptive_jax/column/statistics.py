@@ -44,6 +44,9 @@ class ColumnStats:
       exchange_overflows: `[] int32`, ids of a partitioned column that found
         their partition's exchange buffer full and were served by their static
         bucket (or the default value) instead (saturating).
+      split_overflows: `[] int32`, distinct buckets of a static table split by
+        rows that did not fit their exchange buffers, so that their step took
+        the buffers of every entry (nothing lost; saturating).
     """
 
     last_served: jax.Array
@@ -53,6 +56,7 @@ class ColumnStats:
     evicted_age: jax.Array
     distinct: jax.Array
     exchange_overflows: jax.Array
+    split_overflows: jax.Array
 
     @classmethod
     def create(cls) -> ColumnStats:
@@ -64,6 +68,7 @@ class ColumnStats:
             evicted_age=jnp.zeros([], jnp.float32),
             distinct=jnp.zeros((2**HLL_BITS,), jnp.int32),
             exchange_overflows=jnp.zeros([], jnp.int32),
+            split_overflows=jnp.zeros([], jnp.int32),
         )
 
 
@@ -96,9 +101,11 @@ def record_lookup(
     *,
     axis_name: str | None = None,
     exchange_overflows: jax.Array | None = None,
+    split_overflows: jax.Array | None = None,
 ) -> ColumnStats:
     """Counts a step's lookups: `served` masks per store, refused admissions,
-    the ids seen, and (partitioned columns) the exchange's overflows. Under
+    the ids seen, (partitioned columns) the exchange's overflows, and (a
+    static table split by rows) the mesh's `split_overflows`. Under
     `shard_map`, `axis_name` combines the devices' counts, so that the
     statistics stay the same on every device."""
 
@@ -121,7 +128,11 @@ def record_lookup(
         overflows = _numerics.saturating_add(
             overflows, total(jnp.sum(exchange_overflows, dtype=jnp.int32))
         )
+    split = stats.split_overflows
+    if split_overflows is not None:  # already summed over the mesh
+        split = _numerics.saturating_add(split, split_overflows)
     return stats.replace(
+        split_overflows=split,
         last_served=counts,
         total_served=totals,
         refused=_numerics.saturating_add(
@@ -154,7 +165,8 @@ def summary(state) -> dict[str, int | float]:
     with a dynamic table; `served_<store>_last` and `served_<store>_total` for
     each of `STORES`; `refused_admissions`; `evicted_<reason>` for each of
     `REASONS`; `mean_age_at_eviction` (in steps); `distinct_ids`;
-    `exchange_overflows`. A partitioned table's figures are its partitions' sums.
+    `exchange_overflows`; `split_overflows`. A partitioned table's figures are
+    its partitions' sums.
     """
     stats, dynamic = jax.device_get((state.stats, state.dynamic))
     out: dict[str, int | float] = {}
@@ -179,4 +191,5 @@ def summary(state) -> dict[str, int | float]:
     out["mean_age_at_eviction"] = float(stats.evicted_age)
     out["distinct_ids"] = round(distinct_ids(stats.distinct))
     out["exchange_overflows"] = int(stats.exchange_overflows)
+    out["split_overflows"] = int(stats.split_overflows)
     return out

@@ -52,6 +52,7 @@ def _placement(layout: Any, name: str, axis_name: str | None) -> adaptive.Placem
         split_static=layout.splits_static(name),
         static_limit=layout.static_limit(name),
         exchange_limit=layout.limit(name),
+        split_limit=layout.split_limit(name),
     )
 
 

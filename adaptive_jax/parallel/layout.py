@@ -35,6 +35,10 @@ class Layout:
         over the axis (`("user_embedding",)`), or True for every static table;
         the others are replicated on every device. Split a table that is large
         beside a device's memory; a small one costs less replicated.
+      split_static_limits: a split static table's exchange buffers, distinct
+        buckets per (source device, owner), by embedding-column name; a step
+        in which some device has more takes buffers of every entry (nothing
+        lost). `suggest_split_limits` sizes them. None: buffers of every entry.
 
     Raises:
       ValueError: an axis not in the mesh, devices of different kinds, a limit
@@ -47,6 +51,7 @@ class Layout:
     limits: Mapping[str, int] | tuple = ()
     static_limits: Mapping[str, int] | tuple = ()
     split_static: bool | Collection[str] = ()
+    split_static_limits: Mapping[str, int] | tuple = ()
 
     def __post_init__(self):
         if self.axis not in self.mesh.axis_names:
@@ -57,7 +62,7 @@ class Layout:
         kinds = {device.platform for device in self.mesh.devices.flat}
         if len(kinds) > 1:
             raise ValueError(f"Layout: the mesh mixes devices of kinds {sorted(kinds)}")
-        for option in ("limits", "static_limits"):
+        for option in ("limits", "static_limits", "split_static_limits"):
             limits = dict(getattr(self, option))
             for name, limit in limits.items():
                 if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -82,6 +87,9 @@ class Layout:
 
     def static_limit(self, name: str) -> int | None:
         return dict(self.static_limits).get(name)
+
+    def split_limit(self, name: str) -> int | None:
+        return dict(self.split_static_limits).get(name)
 
     def _split_names(self) -> tuple[str, ...]:
         split = self.split_static

@@ -17,10 +17,12 @@ Across hosts, the same code runs in every process after
 `jax.distributed.initialize(...)`; each process `prepare`s its own examples
 (with the same `size` in every process), and the mesh spans all devices.
 
-Example (on 8 CPU devices: `XLA_FLAGS=--xla_force_host_platform_device_count=8`):
+Example (on 2 of the 8 CPU devices that
+`XLA_FLAGS=--xla_force_host_platform_device_count=8` gives, beside an accelerator
+too):
   >>> import jax, numpy as np
   >>> from adaptive_jax import feature_column as fc, optim, sharding
-  >>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+  >>> mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:2]), ("data",))
   >>> layout = sharding.Layout(mesh, "data")
   >>> column = fc.embedding_column(fc.categorical_column_with_embedding(
   ...     "item", dtype="int64", partition_num=2), dimension=4)
@@ -246,4 +248,37 @@ def suggest_static_limits(
             most = max(most, int(np.bincount(source, minlength=1).max()))
         else:
             limits[column.name] = _rounded(most * margin)
+    return limits
+
+
+def suggest_split_limits(
+    batches: Sequence[Mapping[str, adaptive.ColumnIds]],
+    feature_columns: Sequence[fc.EmbeddingColumn],
+    devices: int,
+    *,
+    margin: float = 1.25,
+) -> dict[str, int]:
+    """Exchange limits of static tables split by rows, from observed batches
+    (as `suggest_limits`): for each column with a static table, the most
+    distinct buckets that any device's share reads from any owner (every valid
+    id reads its bucket, for migration or to be served), times `margin`,
+    rounded up to a multiple of 8. A step with more reads and trains through
+    buffers of every entry, so a short limit costs speed, never a lookup.
+    """
+    limits = {}
+    for column in feature_columns:
+        buckets = column.categorical_column.hash_bucket_size
+        if buckets is None:
+            continue
+        local = -(-buckets // devices)  # the buckets each device owns
+        most = 1
+        for batch in batches:
+            inputs = batch[column.name]
+            valid = np.asarray(inputs.ids.valid)
+            rows = np.asarray(inputs.buckets)[valid].astype(np.int64)
+            pairs = _sources(inputs, devices)[valid] * devices + rows // local
+            distinct = np.unique(np.stack([pairs, rows]), axis=1)[0]
+            if distinct.size:
+                most = max(most, int(np.bincount(distinct).max()))
+        limits[column.name] = _rounded(most * margin)
     return limits
