@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _timing import paired_medians, report, zipf_ranks
 
 import adaptive_jax as aj
 from adaptive_jax import feature_column as fc
@@ -75,40 +75,6 @@ SIZES = {
     "runs": (20, 6),
     "warmup": (5, 2),
 }
-
-
-def zipf_ranks(rng: np.random.Generator, size: int, num_ranks: int) -> np.ndarray:
-    """`size` ranks in `[0, num_ranks)`, Zipf(1.1)-distributed (rank 0 commonest)."""
-    ranks = np.empty(0, np.int64)
-    while ranks.size < size:
-        draw = rng.zipf(1.1, 2 * size) - 1
-        ranks = np.concatenate([ranks, draw[draw < num_ranks]])
-    return ranks[:size]
-
-
-def paired_medians(first, second, items, warmup: int) -> tuple[float, float]:
-    """Median wall times (ms) of `first(item)` and `second(item)`, alternated on
-    each item, after `warmup` items. Each function waits for its own result."""
-    times = []
-    for item in items:
-        pair = []
-        for fn in (first, second):
-            start = time.perf_counter()
-            fn(item)
-            pair.append(time.perf_counter() - start)
-        times.append(pair)
-    a, b = np.median(np.asarray(times[warmup:]), axis=0) * 1e3
-    return float(a), float(b)
-
-
-def report(name: str, ms: float, baseline_ms: float, **extra) -> None:
-    line = {
-        "name": name,
-        "median_ms": round(ms, 4),
-        "baseline_ms": round(baseline_ms, 4),
-    }
-    line |= {"ratio": round(ms / baseline_ms, 3)}
-    print(json.dumps(line | extra), flush=True)
 
 
 # --- lookup -------------------------------------------------------------------

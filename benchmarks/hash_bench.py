@@ -15,7 +15,6 @@ One JSON line per measurement; medians after warm-up.
 from __future__ import annotations
 
 import argparse
-import json
 import string
 import time
 
@@ -23,6 +22,7 @@ import farmhash
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import report
 
 from adaptive_jax import hashing, ids
 
@@ -36,16 +36,6 @@ def median_ms(fn, runs: int, warmup: int = 1) -> float:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
     return float(np.median(times[warmup:]) * 1e3)
-
-
-def report(name: str, ms: float, baseline_ms: float, **extra) -> None:
-    line = {
-        "name": name,
-        "median_ms": round(ms, 4),
-        "baseline_ms": round(baseline_ms, 4),
-    }
-    line |= {"ratio": round(ms / baseline_ms, 3)} | extra
-    print(json.dumps(line), flush=True)
 
 
 def random_strings(rng: np.random.Generator, count: int) -> list[str]:

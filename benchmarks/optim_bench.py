@@ -22,12 +22,11 @@ line per measurement.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import paired_medians, report, zipf_ranks
 
 from adaptive_jax import optim
 
@@ -40,34 +39,7 @@ CONFIG = dict(
 def zipf_rows(rng: np.random.Generator, size: int, num_rows: int) -> np.ndarray:
     """Row ids, Zipf(1.1) over a random order of the rows."""
     order = rng.permutation(num_rows)
-    ranks = np.empty(0, np.int64)
-    while ranks.size < size:
-        draw = rng.zipf(1.1, 2 * size) - 1
-        ranks = np.concatenate([ranks, draw[draw < num_rows]])
-    return order[ranks[:size]].astype(np.int32)
-
-
-def paired_medians(first, second, batches, warmup: int) -> tuple[float, float]:
-    times = []
-    for batch in batches:
-        pair = []
-        for fn in (first, second):
-            start = time.perf_counter()
-            fn(batch)
-            pair.append(time.perf_counter() - start)
-        times.append(pair)
-    a, b = np.median(np.asarray(times[warmup:]), axis=0) * 1e3
-    return float(a), float(b)
-
-
-def report(name: str, ms: float, baseline_ms: float | None, **extra) -> None:
-    line = {"name": name, "median_ms": round(ms, 3)}
-    if baseline_ms is not None:
-        line |= {
-            "baseline_ms": round(baseline_ms, 3),
-            "ratio": round(ms / baseline_ms, 3),
-        }
-    print(json.dumps(line | extra), flush=True)
+    return order[zipf_ranks(rng, size, num_rows)].astype(np.int32)
 
 
 def jax_step(num_rows: int, rng: np.random.Generator):

@@ -29,12 +29,12 @@ FTRL on both tables), jitted with the state donated. The host work of `prepare`
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import paired_medians, report, zipf_ranks
 
 import adaptive_jax as aj
 from adaptive_jax import feature_column as fc
@@ -44,37 +44,6 @@ BUCKETS = 1_000_000
 FTRL = dict(
     learning_rate=0.05, l1_regularization_strength=0.01, l2_regularization_strength=0.01
 )
-
-
-def zipf_ranks(rng: np.random.Generator, size: int, num_ranks: int) -> np.ndarray:
-    ranks = np.empty(0, np.int64)
-    while ranks.size < size:
-        draw = rng.zipf(1.1, 2 * size) - 1
-        ranks = np.concatenate([ranks, draw[draw < num_ranks]])
-    return ranks[:size]
-
-
-def report(name: str, ms: float, baseline_ms: float | None, **extra) -> None:
-    line = {"name": name, "median_ms": round(ms, 3)}
-    if baseline_ms is not None:
-        line |= {
-            "baseline_ms": round(baseline_ms, 3),
-            "ratio": round(ms / baseline_ms, 3),
-        }
-    print(json.dumps(line | extra), flush=True)
-
-
-def paired_medians(first, second, batches, warmup: int) -> tuple[float, float]:
-    times = []
-    for batch in batches:
-        pair = []
-        for fn in (first, second):
-            start = time.perf_counter()
-            fn(batch)
-            pair.append(time.perf_counter() - start)
-        times.append(pair)
-    a, b = np.median(np.asarray(times[warmup:]), axis=0) * 1e3
-    return float(a), float(b)
 
 
 class Adaptive:

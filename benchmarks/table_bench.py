@@ -23,46 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import paired_medians, report, zipf_ranks
 
 from adaptive_jax import ids, table
 from adaptive_jax.table import _index
 
 DIM = 16
-
-
-def zipf_ranks(rng: np.random.Generator, size: int, num_ranks: int) -> np.ndarray:
-    """`size` ranks in `[0, num_ranks)`, Zipf(1.1)-distributed (rank 0 commonest)."""
-    ranks = np.empty(0, np.int64)
-    while ranks.size < size:
-        draw = rng.zipf(1.1, 2 * size) - 1
-        ranks = np.concatenate([ranks, draw[draw < num_ranks]])
-    return ranks[:size]
-
-
-def paired_medians(target, baseline, batches, warmup: int) -> tuple[float, float]:
-    """Median wall times (ms) of `target(batch)` and `baseline(batch)`, alternated
-    on each batch so that both see the same machine state, after `warmup` batches."""
-    times = []
-    for batch in batches:
-        pair = []
-        for fn in (target, baseline):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(batch))
-            pair.append(time.perf_counter() - start)
-        times.append(pair)
-    target_ms, baseline_ms = np.median(np.asarray(times[warmup:]), axis=0) * 1e3
-    return float(target_ms), float(baseline_ms)
-
-
-def report(name: str, median: float, baseline: float) -> None:
-    line = {"name": name, "median_ms": round(median, 4)}
-    line |= {"baseline_ms": round(baseline, 4), "ratio": round(median / baseline, 2)}
-    print(json.dumps(line), flush=True)
 
 
 def main() -> None:
