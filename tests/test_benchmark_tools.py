@@ -160,3 +160,40 @@ def test_the_targets_compare_adaptive_with_each_family_at_its_bytes():
     )
     assert got["late_vs_filtered"] == {"value": 0.001, "met": True}
     assert got["late_vs_dynamic"] == {"value": -0.0005, "met": False}
+
+
+@pytest.mark.slow
+def test_the_claim_bench_runs_end_to_end_on_a_small_synthetic_set(
+    tmp_path, monkeypatch, capsys
+):
+    # Arrange: the data sets in a temporary cache, small.
+    monkeypatch.setenv("ADAPTIVE_JAX_DATA", str(tmp_path / "cache" / "synthetic"))
+    out = tmp_path / "claim"
+
+    # Act
+    ctr_bench.main(
+        ["--data", "synthetic", "--quick", "--num-train", "3000", "--num-test",
+         "1000", "--out", str(out)]
+    )  # fmt: skip
+
+    # Assert: every run recorded, tuned on validation, and the claim's parts.
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in runs} == {"tune", "test"}
+    assert {r["test_examples"] for r in runs if r["stage"] == "tune"} == {450}
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["tuned"]) == set(ctr_bench.FAMILIES)
+    assert set(summary["targets"]) == {
+        "export_vs_dynamic", "auc_vs_dynamic", "auc_vs_static_at_bytes",
+        "auc_vs_filtered_at_bytes", "late_vs_filtered", "late_vs_dynamic",
+    }  # fmt: skip
+    assert summary["paired_vs_adaptive"]["adaptive/col/3"]["mean"] == 0.0
+    assert "| head to head |" in (out / "claim.md").read_text()
+    assert (out / "frontier.png").read_bytes().startswith(b"\x89PNG")
+
+    # Act again: every run is reused, none trained anew.
+    capsys.readouterr()
+    ctr_bench.main(
+        ["--data", "synthetic", "--quick", "--num-train", "3000", "--num-test",
+         "1000", "--out", str(out)]
+    )  # fmt: skip
+    assert '"stage": "test"' not in capsys.readouterr().out
