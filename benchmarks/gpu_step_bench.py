@@ -49,15 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from _timing import paired_medians, report, zipf_ranks
+from step_bench import DIM, FTRL, Adaptive
 
-import adaptive_jax as aj
-from adaptive_jax import feature_column as fc
 from adaptive_jax import ids, optim, table
 
-DIM = 16
-FTRL = dict(
-    learning_rate=0.05, l1_regularization_strength=0.01, l2_regularization_strength=0.01
-)
 PARTS = ("lookup", "step", "optim")
 # Per size flag: (full, quick) defaults.
 SIZES = {
@@ -127,47 +122,6 @@ def bench_lookup(args, rng: np.random.Generator) -> None:
 # --- step ---------------------------------------------------------------------
 
 
-class Adaptive:
-    """One adaptive column and its jitted, donated training step."""
-
-    def __init__(self, args, capacity: int, raw: np.ndarray, frequent: int):
-        option = aj.EmbeddingVariableOption(capacity=capacity)
-        categorical = fc.categorical_column_with_adaptive_embedding(
-            "ids", args.buckets, dtype="int64", ev_option=option
-        )
-        self.column = fc.embedding_column(categorical, DIM, "mean")
-        self.optimizer = optim.ftrl(**FTRL)
-        self.state = fc.init_state([self.column], self.optimizer, jax.random.key(0))
-        self.raw, self.frequent = raw, frequent
-        self.g = jnp.ones((args.batch, DIM), jnp.float32)
-        column, optimizer = self.column, self.optimizer
-
-        def step(state, features, g):
-            emb, state, residuals = fc.input_layer(
-                features, [column], state, optimizer=optimizer
-            )
-            d_emb = jax.grad(lambda e: jnp.sum(jnp.tanh(e) * g))(emb)
-            return fc.apply_gradients(state, residuals, d_emb, [column], optimizer)
-
-        self.step = jax.jit(step, donate_argnums=0)
-        for start in range(0, frequent, args.batch):  # fill the table, by the mask
-            ranks = np.resize(
-                np.arange(start, min(start + args.batch, frequent)), args.batch
-            )
-            self.run(self.features(ranks))
-
-    def features(self, ranks: np.ndarray) -> dict:
-        """A prepared batch, the `frequent` commonest raw ids routed to the
-        dynamic table by the mask, the others to their buckets."""
-        batch = aj.sparse.from_dense(self.raw[ranks][:, None], missing=None)
-        masks = {"ids": (ranks < self.frequent).astype(np.int32)}
-        return fc.prepare({"ids": batch}, [self.column], adaptive_mask_tensors=masks)
-
-    def run(self, features) -> None:
-        self.state = self.step(self.state, features, self.g)
-        jax.block_until_ready(self.state)
-
-
 class Static:
     """The static step a JAX user writes: `jnp.take`, the dense gradient of the
     table, the dense optax update of the whole table."""
@@ -197,6 +151,12 @@ class Static:
         jax.block_until_ready(self.table)
 
 
+def adaptive(args, capacity: int, raw: np.ndarray, frequent: int) -> Adaptive:
+    """step_bench's adaptive column (its jitted, donated step), at this run's
+    sizes; `run((features, None))` takes a step."""
+    return Adaptive(capacity, raw, frequent, args.batch, buckets=args.buckets)
+
+
 def bench_step(args, rng: np.random.Generator) -> None:
     raw = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, args.raw_ids)
     adaptive_vs_static(args, rng, raw)  # its tables freed before the next two
@@ -204,7 +164,7 @@ def bench_step(args, rng: np.random.Generator) -> None:
 
 
 def adaptive_vs_static(args, rng: np.random.Generator, raw: np.ndarray) -> None:
-    ours = Adaptive(args, args.capacity, raw, args.frequent)
+    ours = adaptive(args, args.capacity, raw, args.frequent)
     theirs = Static(args, rng)
     items, dynamic_share = [], []
     for _ in range(args.runs + args.warmup):
@@ -216,7 +176,7 @@ def adaptive_vs_static(args, rng: np.random.Generator, raw: np.ndarray) -> None:
         dynamic_share.append(float(np.mean(np.asarray(column_ids.to_dynamic)[valid])))
         items.append((features, buckets))
     ms, base = paired_medians(
-        lambda item: ours.run(item[0]),
+        lambda item: ours.run((item[0], None)),
         lambda item: theirs.run(item[1]),
         items,
         args.warmup,
@@ -237,10 +197,10 @@ def adaptive_vs_static(args, rng: np.random.Generator, raw: np.ndarray) -> None:
 
 def capacity_flatness(args, rng: np.random.Generator, raw: np.ndarray) -> None:
     held = args.capacity_small // 2
-    small = Adaptive(args, args.capacity_small, raw, held)
-    large = Adaptive(args, args.capacity_large, raw, held)
+    small = adaptive(args, args.capacity_small, raw, held)
+    large = adaptive(args, args.capacity_large, raw, held)
     items = [
-        small.features(zipf_ranks(rng, args.batch, len(raw)))
+        (small.features(zipf_ranks(rng, args.batch, len(raw))), None)
         for _ in range(args.runs + args.warmup)
     ]
     ms_large, ms_small = paired_medians(large.run, small.run, items, args.warmup)

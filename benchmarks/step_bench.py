@@ -59,6 +59,7 @@ class Adaptive:
         filter_freq: int | None = None,
         steps_to_live: int | None = None,
         fill: bool = True,
+        buckets: int = BUCKETS,
     ):
         admission = None if filter_freq is None else aj.CounterFilter(filter_freq)
         evict = None if steps_to_live is None else aj.GlobalStepEvict(steps_to_live)
@@ -66,7 +67,7 @@ class Adaptive:
             capacity=capacity, filter_option=admission, evict_option=evict
         )
         categorical = fc.categorical_column_with_adaptive_embedding(
-            "ids", BUCKETS, dtype="int64", ev_option=option
+            "ids", buckets, dtype="int64", ev_option=option
         )
         self.column = fc.embedding_column(categorical, DIM, "mean")
         self.optimizer = aj.optim.ftrl(**FTRL)
