@@ -13,7 +13,6 @@ import dataclasses
 import pathlib
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -114,8 +113,14 @@ def survey(files: Dataset, args: argparse.Namespace) -> Survey:
     """
     train_reader = reader(files.train, args, test=False)
     counts = scan.scan(train_reader)
-    test_reader = reader(files.test, args, test=True)
-    test = scan.scan(test_reader)
+    test_reader, late_parts = reader(files.test, args, test=True), []
+
+    def counting_late(batches):  # the late ids in the same pass as the scan
+        for batch in batches:
+            late_parts.append(scan.late_ids([batch], counts, args.late_start))
+            yield batch
+
+    test = scan.scan(counting_late(test_reader))
     for name, found in (("training", counts), ("test", test)):
         if found.examples == 0:
             raise UsageError(f"the {name} files hold no examples")
@@ -131,12 +136,7 @@ def survey(files: Dataset, args: argparse.Namespace) -> Survey:
                     "kept with values that are not hexadecimal"
                 )
             )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", data.MalformedLineWarning)
-        warnings.simplefilter("ignore", data.UnusualValueWarning)
-        late = scan.late_ids(
-            reader(files.test, args, test=True), counts, args.late_start
-        )
+    late = np.concatenate(late_parts) if late_parts else np.zeros(0, np.uint8)
     return Survey(counts, test, late, tuple(found))
 
 

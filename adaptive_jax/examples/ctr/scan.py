@@ -35,8 +35,6 @@ class IdCounts:
       first_seen: column key -> `[k] int64`, the example (0-based, in stream
         order) at which each id first occurs.
       digests: `[examples] uint64`, a hash of each example's label and fields.
-      unusual: lines kept with a categorical value that is not hexadecimal.
-      malformed: lines skipped.
     """
 
     examples: int
@@ -46,8 +44,6 @@ class IdCounts:
     values: dict[str, np.ndarray]
     first_seen: dict[str, np.ndarray]
     digests: np.ndarray
-    unusual: int = 0
-    malformed: int = 0
 
     def reaching(self, key: str, threshold: int) -> int:
         """Distinct ids of column `key` that occur at least `threshold` times."""
