@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 INT32_MAX = jnp.iinfo(jnp.int32).max
 
@@ -82,3 +83,12 @@ def materialized(fn, *args):
         lambda state: state[0] < trips, body, (jnp.int32(0), start)
     )
     return out
+
+
+def python_int(value: object) -> object:
+    """A NumPy integer (`np.int64(10)`) as the Python int it holds, so that a
+    size from an array is taken where an int is; anything else as it is (a bool
+    too), for the caller's check to refuse."""
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -110,8 +110,9 @@ def init_state(
             capacity = -(-option.capacity // parts)  # rows of each partition
             dynamic = ev_lib.EmbeddingVariable.create(capacity, dim, dynamic_spec)
             if option.filter_option is not None:
-                shape = option.filter_option.sketch_shape(capacity, parts)
-                sketch = _sketch.Sketch.create(*shape)
+                admission = option.filter_option
+                shape = admission.sketch_shape(capacity, parts)
+                sketch = _sketch.Sketch.create(*shape, admission.counter_dtype)
             if categorical.partition_num is not None:
                 dynamic = partitioned.stacked(dynamic, parts)
                 sketch = partitioned.stacked(sketch, parts)
