@@ -47,6 +47,7 @@ from adaptive_jax.column._migration import bucket_view as bucket_view
 from adaptive_jax.column._state import ColumnState as ColumnState
 from adaptive_jax.column._state import Residuals as Residuals
 from adaptive_jax.column._state import StaticTable as StaticTable
+from adaptive_jax.column._state import examples_of as examples_of
 from adaptive_jax.column._state import with_l1_mode as with_l1_mode
 from adaptive_jax.column._step import ONE_DEVICE as ONE_DEVICE
 from adaptive_jax.column._step import Placement as Placement
@@ -311,5 +312,11 @@ def lookup(
         bucket_values=bucket_values,
         split_overflows=split_overflows,
     )
-    residuals = Residuals(static_rows, dynamic_rows, inputs.ids.row_ids, scale)
+    residuals = Residuals(
+        static_rows,
+        dynamic_rows,
+        inputs.ids.row_ids,
+        scale,
+        examples=examples_of(inputs.ids.batch_size),
+    )
     return embeddings, state, residuals

@@ -219,6 +219,7 @@ def lookup(
         batch.row_ids,
         scale,
         exchange_slots=jnp.where(found.trained, slot, size),
+        examples=adaptive.examples_of(batch.batch_size),
     )
     return embeddings, state, residuals
 
@@ -245,13 +246,14 @@ def apply_gradients(
         adaptive.apply_dynamic, optimizer=options.dynamic_optimizer, step=state.step
     )
     with jax.named_scope("aj.partitions"):
-        dynamic = each_partition(update)(
+        dynamic, skipped = each_partition(update)(
             state.dynamic,
             residuals.dynamic_rows,
             _exchange.to_owners(sent, here, axis_name),
         )
+    stats = statistics.record_nonfinite(state.stats, jnp.sum(skipped), axis_name)
     step = _numerics.saturating_add(state.step, jnp.int32(1))
-    return state.replace(dynamic=dynamic, step=step)
+    return state.replace(dynamic=dynamic, stats=stats, step=step)
 
 
 def evict(

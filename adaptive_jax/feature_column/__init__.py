@@ -11,7 +11,9 @@ Columns, with DeepRec's names (frozen dataclasses: hashable, so static under jit
 
 It may import every layer below it (`ids`, `table`, `optim`, `column`); the
 modules: `_specs` (the columns), `_prepare` (raw features to ids, on the
-host), `_layer` (state, lookup, update), `_upkeep` (eviction, statistics).
+host), `_layer` (state, lookup, update), `_upkeep` (eviction, statistics),
+`_checks` (a state against its columns, a gradient against its residuals:
+the errors at this face's edges).
 
 The input layer is functional, state in and state out, and split so that the
 step can be jitted: `prepare` turns raw features into `ColumnIds` on the host
@@ -37,6 +39,7 @@ Example (the seed program: `examples/seed_example.py`):
   >>> state = fc.apply_gradients(state, residuals, 2 * jax.numpy.ones((2, 3)), [W], opt)
 """
 
+from adaptive_jax.feature_column._checks import check_state as check_state
 from adaptive_jax.feature_column._layer import apply_gradients as apply_gradients
 from adaptive_jax.feature_column._layer import init_state as init_state
 from adaptive_jax.feature_column._layer import input_layer as input_layer
@@ -71,6 +74,7 @@ __all__ = (
     "categorical_column_with_adaptive_embedding",
     "categorical_column_with_embedding",
     "categorical_column_with_hash_bucket",
+    "check_state",
     "counts",
     "embedding_column",
     "evict",

@@ -17,10 +17,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import checkify
 
 from adaptive_jax import optim
 from adaptive_jax.column import adaptive, initializers, partitioned, statistics
 from adaptive_jax.column import ev as ev_lib
+from adaptive_jax.feature_column import _checks
 from adaptive_jax.feature_column._prepare import prepare
 from adaptive_jax.feature_column._specs import EmbeddingColumn, ordered
 from adaptive_jax.table import _sketch
@@ -160,11 +162,20 @@ def input_layer(
 
     Returns:
       `(embeddings, state, residuals)`.
+
+    Raises:
+      ValueError: a state not made for these columns and optimizer (another
+        number of buckets, dimension, capacity, partitions, admission filter
+        or optimizer), features prepared for other columns, raw features
+        traced inside jit, or bad raw features (see `prepare`); each names the
+        column, before any state changes. An empty batch (0 examples) is a
+        valid step: `[0, width]` embeddings, nothing inserted.
     """
     columns = tuple(ordered(feature_columns))
     if layout is not None:
         layout.check(columns)
-    if not all(isinstance(features.get(c.name), adaptive.ColumnIds) for c in columns):
+    _checks.check_state(state, columns, optimizer)
+    if not _checks.check_features(features, columns, adaptive_mask_tensors):
         if layout is not None:
             raise ValueError(
                 "input_layer with a layout takes features from sharding.prepare"
@@ -225,6 +236,7 @@ def apply_gradients(
     optimizer: Any,
     *,
     layout: Any = None,
+    nonfinite: str = "skip",
 ) -> dict[str, adaptive.ColumnState]:
     """Sparse optimizer steps from the gradient of `input_layer`'s output. Jittable.
 
@@ -235,21 +247,52 @@ def apply_gradients(
       feature_columns: the columns given to `input_layer`.
       optimizer: the optimizer of the tables.
       layout: the `sharding.Layout` given to `input_layer`, or None.
+      nonfinite: what a table row whose update is not finite (a NaN or inf
+        gradient, or an overflow) does. "skip" (the default): it keeps its
+        value and slots, and the statistics count it (`summary`'s
+        `nonfinite_rows`), so a table never holds a NaN or inf. "raise": the
+        same, and then a `checkify` error naming the column; eagerly it
+        raises (`JaxRuntimeError`) and returns no state; inside a jitted step,
+        run the step under `checkify.checkify` and `err.throw()` (for debug
+        runs: it adds a check to every step).
+
+    Returns:
+      The state, each column's step one further. An empty batch (0 examples)
+      changes only the steps.
+
+    Raises:
+      ValueError: before any state changes, naming the column: a gradient not
+        `[batch, sum of widths]` of the batch's rows, or not floating;
+        residuals of other columns; a state not made for these columns and
+        optimizer.
     """
     columns = tuple(ordered(feature_columns))
-    total = sum(c.width for c in columns)
-    if d_embeddings.shape[-1] != total:
-        raise ValueError(
-            f"d_embeddings has {d_embeddings.shape[-1]} columns, the embeddings {total}"
+    _checks.check_nonfinite(nonfinite)
+    _checks.check_gradients(d_embeddings, residuals, columns)
+    _checks.check_state(state, columns, optimizer)
+    args = (dict(state), dict(residuals), d_embeddings)
+    options = dict(columns=columns, optimizer=optimizer, layout=layout)
+    if nonfinite == "skip":
+        return _apply_gradients(*args, **options)
+    error, new = checkify.checkify(_raising)(*args, **options)
+    checkify.check_error(error)
+    return new
+
+
+def _raising(state, residuals, d_embeddings, **options) -> dict:
+    """`_apply_gradients`, then a `checkify` check per column that no row's
+    update was skipped as not finite."""
+    new = _apply_gradients(state, residuals, d_embeddings, **options)
+    for column in options["columns"]:
+        before = state[column.name].stats.nonfinite_rows
+        skipped = new[column.name].stats.nonfinite_rows - before
+        checkify.check(
+            skipped == 0,
+            f"column '{column.categorical_column.key}': the update of {{rows}} "
+            "table rows was not finite (a NaN or inf gradient); they were skipped",
+            rows=skipped,
         )
-    return _apply_gradients(
-        dict(state),
-        dict(residuals),
-        d_embeddings,
-        columns=columns,
-        optimizer=optimizer,
-        layout=layout,
-    )
+    return new
 
 
 @functools.partial(jax.jit, static_argnames=("columns", "optimizer", "layout"))

@@ -16,7 +16,7 @@ import numpy as np
 from flax import struct
 
 from adaptive_jax import ids as ids_lib
-from adaptive_jax.ids import _fingerprint
+from adaptive_jax.ids import _checks, _fingerprint
 from adaptive_jax.ids import sparse as sparse_lib
 
 _STRING_KEY_MODULUS = np.uint64(2**63 - 1)  # DeepRec's key of a string
@@ -27,16 +27,20 @@ def as_sparse(feature: Any, key: str, size: int | None) -> sparse_lib.SparseIds:
     (an object with `indices`, `values` and `dense_shape`, a `tf.SparseTensor`)."""
     if isinstance(feature, sparse_lib.SparseIds):
         return feature
+    try:
+        return _as_sparse(feature, size)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise type(error)(f"column '{key}': {error}") from error
+
+
+def _as_sparse(feature: Any, size: int | None) -> sparse_lib.SparseIds:
     if all(hasattr(feature, name) for name in ("indices", "values", "dense_shape")):
         shape = tuple(int(d) for d in np.asarray(feature.dense_shape))
         return sparse_lib.from_coo(feature.indices, feature.values, shape, size=size)
     ragged = isinstance(feature, list | tuple)
     if ragged and any(isinstance(row, list | tuple) for row in feature):
         return sparse_lib.from_ragged(feature, size=size)
-    try:
-        return sparse_lib.from_dense(np.asarray(feature), size=size)
-    except (TypeError, ValueError) as error:
-        raise type(error)(f"column '{key}': {error}") from error
+    return sparse_lib.from_dense(np.asarray(feature), size=size)
 
 
 def keys_and_buckets(
@@ -56,11 +60,13 @@ def keys_and_buckets(
     Raises:
       ValueError: string ids for an int column, or the other way round.
     """
-    if batch.strings != (dtype == "string"):
+    valid = np.asarray(batch.valid)
+    if batch.strings != (dtype == "string") and valid.any():  # empty: either
         kind = "strings" if batch.strings else "integers"
         raise ValueError(f"column '{key}' has dtype {dtype}, but its ids are {kind}")
-    valid = np.asarray(batch.valid)
     values = ids_lib.to_numpy(batch.values)
+    if dtype == "int32":
+        _checks.int32_range(values, valid, key)
     buckets = np.zeros(values.shape, np.int32)
     if batch.strings:
         prints = values.view(np.uint64)
@@ -84,11 +90,15 @@ class ColumnIds:
       buckets: `[size] int32`, each id's static bucket (0 without static table).
       to_dynamic: `[size] bool`, the routing mask (1: dynamic table); None to
         let the admission filter (or, serving, the presence of a row) route.
+      hash_bucket_size: static, the buckets `buckets` were computed for (None:
+        not recorded), so that a lookup refuses ids prepared for another
+        column.
     """
 
     ids: sparse_lib.SparseIds
     buckets: jax.Array
     to_dynamic: jax.Array | None
+    hash_bucket_size: int | None = struct.field(pytree_node=False, default=None)
 
 
 def routing_mask(batch: sparse_lib.SparseIds, key: str, mask: Any) -> np.ndarray:
@@ -106,6 +116,7 @@ def routing_mask(batch: sparse_lib.SparseIds, key: str, mask: Any) -> np.ndarray
             f"column '{key}': adaptive_mask_tensors['{key}'] must be ints or bools, "
             f"got dtype {mask.dtype}"
         )
+    _checks.mask_values(mask, key)
     padded = np.zeros(batch.size, bool)
     padded[:num_ids] = mask != 0
     return padded
@@ -129,6 +140,7 @@ def column_ids(
         ids=batch.replace(values=ids_lib.from_numpy(keys)),
         buckets=jnp.asarray(buckets),
         to_dynamic=mask,
+        hash_bucket_size=hash_bucket_size,
     )
 
 

@@ -17,6 +17,7 @@ from adaptive_jax.optim._ftrl import ftrl as ftrl
 from adaptive_jax.optim._sparse import apply_sparse as apply_sparse
 from adaptive_jax.optim._sparse import first_occurrence as first_occurrence
 from adaptive_jax.optim._sparse import set_rows as set_rows
+from adaptive_jax.optim._sparse import sparse_update as sparse_update
 
 __all__ = (
     "Adagrad",
@@ -29,5 +30,6 @@ __all__ = (
     "first_occurrence",
     "ftrl",
     "set_rows",
+    "sparse_update",
     "spec_of",
 )

@@ -6,6 +6,13 @@ repeats per row, as TensorFlow's optimizers do before their sparse kernels, then
 gathers, updates and scatters only those rows: no dense gradient, no pass over
 the other rows. Jit it with the table and slots donated, so that the scatters
 write in place.
+
+Non-finite updates: a row whose new value or slots would not be finite (a NaN
+or inf in its summed gradient, or an overflow such as a gradient past 1.8e19,
+whose square is inf in float32) is left as it was and counted, so that a table
+never holds a NaN or inf. TensorFlow's sparse kernels write such rows (a NaN
+gradient leaves an FTRL weight 0 and its slots NaN, for good); the dense optax
+transforms (`ftrl`, `adagrad`) keep TensorFlow's behaviour, element for element.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ def apply_sparse(
     valid: jax.Array | None = None,
     count: jax.Array | int = 0,
     check_rows: bool = False,
+    skip_nonfinite: bool = True,
 ) -> tuple[jax.Array, Any]:
     """One optimizer step on the rows of a batch; other rows stay as they are.
 
@@ -60,6 +68,9 @@ def apply_sparse(
       check_rows: if True, a row id outside `[0, num_rows)` fails a `checkify`
         check (run the step under `checkify.checkify`). Either way such an id is
         skipped: it never writes to another row.
+      skip_nonfinite: if True (the default), a row whose update is not finite
+        keeps its value and slots (`sparse_update` counts them); False writes
+        TensorFlow's result as it is.
 
     Returns:
       `(table, slots)` with the batch's rows updated.
@@ -75,6 +86,34 @@ def apply_sparse(
       >>> [round(w, 3) for w in table[:, 0].tolist()]  # row 1 summed two gradients
       [1.0, 0.745, 1.0, 0.603]
     """
+    table, slots, _ = sparse_update(
+        optimizer,
+        table,
+        slots,
+        rows,
+        grads,
+        valid=valid,
+        count=count,
+        check_rows=check_rows,
+        skip_nonfinite=skip_nonfinite,
+    )
+    return table, slots
+
+
+def sparse_update(
+    optimizer: Any,
+    table: jax.Array,
+    slots: Any,
+    rows: jax.Array,
+    grads: jax.Array,
+    *,
+    valid: jax.Array | None = None,
+    count: jax.Array | int = 0,
+    check_rows: bool = False,
+    skip_nonfinite: bool = True,
+) -> tuple[jax.Array, Any, jax.Array]:
+    """`apply_sparse`, and `[] int32` the rows it left as they were because
+    their update was not finite."""
     num_rows, dim = table.shape
     if rows.ndim != 1 or grads.shape != (rows.shape[0], dim):
         raise ValueError(
@@ -82,7 +121,7 @@ def apply_sparse(
             f"rows {rows.shape} and grads {grads.shape}"
         )
     if rows.shape[0] == 0:
-        return table, slots
+        return table, slots, jnp.zeros([], jnp.int32)
     given = jnp.ones(rows.shape, bool) if valid is None else valid.astype(bool)
     in_range = (rows >= 0) & (rows < num_rows)
     if check_rows:
@@ -94,17 +133,27 @@ def apply_sparse(
             entry=bad,
             n=jnp.int32(num_rows),
         )
-    table, slots = _update_distinct_rows(
-        optimizer, table, slots, rows, grads, given & in_range, count
+    return _update_distinct_rows(
+        optimizer, table, slots, rows, grads, given & in_range, count, skip_nonfinite
     )
-    return table, slots
 
 
-def _update_distinct_rows(optimizer, table, slots, rows, grads, valid, count):
+def _finite_rows(value: jax.Array, slots: Any) -> jax.Array:
+    """`[c] bool`: the rows whose value and slots are all finite."""
+    finite = jnp.all(jnp.isfinite(value), axis=1)
+    for slot in slots:
+        finite &= jnp.all(jnp.isfinite(slot), axis=1)
+    return finite
+
+
+def _update_distinct_rows(
+    optimizer, table, slots, rows, grads, valid, count, skip_nonfinite
+):
     """Sums repeats into a compact buffer of distinct rows, then updates those rows
     in chunks of `1 / _CHUNKS` of the batch: the work follows the distinct rows
     (a fifth of a Zipf batch, say), not the batch. The loop carries the table and
-    slots, so that XLA updates them in place."""
+    slots, so that XLA updates them in place; a row whose update is not finite
+    writes nothing (with `skip_nonfinite`), and is counted."""
     num_rows = table.shape[0]
     k = rows.shape[0]
     first = first_occurrence(rows, valid)
@@ -120,25 +169,29 @@ def _update_distinct_rows(optimizer, table, slots, rows, grads, valid, count):
     num_chunks = -(-jnp.sum(representative, dtype=jnp.int32) // chunk)
 
     def update_chunk(state):
-        index, table, slots = state
+        index, table, slots, skipped = state
         at = jax.lax.dynamic_slice_in_dim(unique, index * chunk, chunk)
         grad = jax.lax.dynamic_slice_in_dim(summed, index * chunk, chunk)
         value = table.at[at].get(mode="fill", fill_value=0)
         old = type(slots)(*(s.at[at].get(mode="fill", fill_value=0) for s in slots))
         value, new = optimizer.update(value, old, grad, count)
+        if skip_nonfinite:
+            bad = (at < num_rows) & ~_finite_rows(value, new)
+            skipped += jnp.sum(bad, dtype=jnp.int32)
+            at = jnp.where(bad, num_rows, at)
         table = table.at[at].set(value, mode="drop")
         slots = type(slots)(
             *(s.at[at].set(n, mode="drop") for s, n in zip(slots, new, strict=True))
         )
-        return index + 1, table, slots
+        return index + 1, table, slots, skipped
 
     with jax.named_scope("aj.optim.apply_sparse"):
-        _, table, slots = jax.lax.while_loop(
+        _, table, slots, skipped = jax.lax.while_loop(
             lambda state: state[0] < num_chunks,
             update_chunk,
-            (jnp.int32(0), table, slots),
+            (jnp.int32(0), table, slots, jnp.int32(0)),
         )
-    return table, slots
+    return table, slots, skipped
 
 
 def set_rows(slots: Any, rows: jax.Array, values: Any) -> Any:
