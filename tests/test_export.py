@@ -422,7 +422,11 @@ def test_bad_options_are_named(states):
     with pytest.raises(ValueError, match="the state has columns"):
         export.export(state, COLUMNS[:2])
     wider = dataclasses.replace(PLAIN, dimension=5)
-    with pytest.raises(ValueError, match="column 'item_embedding': the state's dim"):
+    with pytest.raises(
+        ValueError,
+        match=r"column 'item' \(state\['item_embedding'\]\): the state's "
+        r"dynamic/values is float32\[\d+, 4\], the column expects float32\[\d+, 5\]",
+    ):
         export.export(state, [MASKED, ADMITTED, wider, PLAIN_FILTERED, STATIC])
 
 

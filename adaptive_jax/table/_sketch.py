@@ -167,7 +167,9 @@ def add(
     after = jnp.where(mask, after, 0)
     depth, width = sketch.counts.shape
     flat = jnp.where(
-        mask[None, :], positions + width * jnp.arange(depth)[:, None], depth * width
+        mask[None, :],
+        positions + width * jnp.arange(depth, dtype=jnp.int32)[:, None],
+        depth * width,
     )
     counts = (
         sketch.counts.reshape(-1)
