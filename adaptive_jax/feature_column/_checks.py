@@ -75,7 +75,7 @@ def _where(column: EmbeddingColumn) -> str:
 def _kinds(got: Any, want: Any, column: EmbeddingColumn) -> None:
     """The stores the state has against those the column has."""
     categorical = column.categorical_column
-    stores = {
+    stores = {  # field: (what it is, the column's setting that makes one)
         "static": (
             "a static table",
             f"hash_bucket_size={categorical.hash_bucket_size}",
@@ -90,10 +90,10 @@ def _kinds(got: Any, want: Any, column: EmbeddingColumn) -> None:
     for field, (what, setting) in stores.items():
         has, needs = getattr(got, field) is not None, getattr(want, field) is not None
         if has != needs:
-            state_says = "has" if has else "has no"
             column_says = f"has {setting}" if needs else "has none"
+            state_says = what if has else "no " + what.removeprefix("a ")
             raise ValueError(
-                f"{_where(column)}: the state {state_says} {what}, the column "
+                f"{_where(column)}: the state has {state_says}, the column "
                 f"{column_says}: {_FIX}"
             )
 
