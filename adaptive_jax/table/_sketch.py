@@ -36,9 +36,10 @@ from flax import struct
 
 from adaptive_jax import ids as ids_lib
 from adaptive_jax.ids import _device_hash
-from adaptive_jax.table import _dedup
+from adaptive_jax.table import _chunks, _dedup
 
 _SEED = 0x5CE7C4
+_CHUNKS = 16  # counted entries go through in chunks of 1/16 of the batch
 
 
 @struct.dataclass
@@ -138,6 +139,13 @@ def add(
 ) -> tuple[Sketch, jax.Array]:
     """Counts one occurrence of each of the flat `ids` where `mask` is True.
 
+    The counted entries go through in chunks of `1 / _CHUNKS` of the batch
+    (`_chunks.for_each_chunk`), so that the work follows them, not the batch:
+    a chunk's repeats of a key are counted together (their first occurrence
+    found by hashing, `_dedup`), and a later chunk sees the earlier chunks'
+    counts, so every occurrence counts once. Then each entry reads its key's
+    estimate from the counters, so that repeats agree.
+
     Args:
       sketch: the sketch.
       ids: `[n]` ids.
@@ -156,32 +164,52 @@ def add(
     n = mask.shape[0]
     if n == 0:
         return sketch, jnp.zeros((0,), jnp.int32)
-    positions = _positions(sketch, ids)
-    before = jnp.where(mask, _read(sketch.counts, positions), 0)
-    first = _dedup.first_occurrence((ids.hi, ids.lo), mask)
-    amount = jnp.ones((n,), jnp.int32) if weights is None else weights.astype(jnp.int32)
-    amount = jnp.where(mask, amount, 0)
-    occurrences = jax.ops.segment_sum(amount, jnp.where(mask, first, n), n)
-    top = jnp.iinfo(sketch.counts.dtype).max
-    after = jnp.minimum(before + occurrences[jnp.maximum(first, 0)], top)
-    after = jnp.where(mask, after, 0)
     depth, width = sketch.counts.shape
-    flat = jnp.where(
-        mask[None, :],
-        positions + width * jnp.arange(depth, dtype=jnp.int32)[:, None],
-        depth * width,
-    )
-    counts = (
-        sketch.counts.reshape(-1)
-        .at[flat.reshape(-1)]
-        .max(jnp.tile(after, depth).astype(sketch.counts.dtype), mode="drop")
-        .reshape(depth, width)
-    )
-    new = mask & (first == jnp.arange(n, dtype=jnp.int32)) & (before == 0)
-    held = sketch.held + jnp.sum(new, dtype=jnp.int32).astype(jnp.float32)
+    dtype, top = sketch.counts.dtype, jnp.iinfo(sketch.counts.dtype).max
+    amount = jnp.ones((n,), jnp.int32) if weights is None else weights.astype(jnp.int32)
+    chunk = -(-n // _CHUNKS)
+    rows = jnp.arange(depth, dtype=jnp.int32)[:, None]
+
+    def count(carry, entries, offset):
+        del offset
+        counts, held, after = carry
+        valid = entries < n
+        at = jnp.minimum(entries, n - 1)
+        positions = _positions(sketch, ids[at])
+        before = jnp.where(valid, _read(counts, positions), 0)
+        first = _dedup.first_occurrence((ids.hi[at], ids.lo[at]), valid)
+        mine = jnp.where(valid, amount[at], 0)
+        occurrences = jax.ops.segment_sum(mine, jnp.where(valid, first, chunk), chunk)
+        target = jnp.minimum(before + occurrences[jnp.maximum(first, 0)], top)
+        where = (rows, jnp.where(valid[None, :], positions, width))
+        counts = counts.at[where].max(target[None, :].astype(dtype), mode="drop")
+        new = valid & (first == jnp.arange(chunk, dtype=jnp.int32)) & (before == 0)
+        held = held + jnp.sum(new, dtype=jnp.int32).astype(jnp.float32)
+        return counts, held, after.at[entries].set(target, mode="drop")
+
+    def read(after, entries, offset):
+        del offset
+        at = jnp.minimum(entries, n - 1)
+        estimates = _read(counts, _positions(sketch, ids[at]))
+        return after.at[entries].set(estimates, mode="drop")
+
+    with jax.named_scope("aj.sketch.add"):
+        start = (sketch.counts, sketch.held, jnp.zeros((n,), jnp.int32))
+        counts, held, after = _chunks.for_each_chunk(mask, chunk, count, start)
+        # A key counted in several chunks: its earlier entries read the total.
+        after = jax.lax.cond(
+            jnp.sum(mask, dtype=jnp.int32) > chunk,
+            lambda a: _chunks.for_each_chunk(mask, chunk, read, a),
+            lambda a: a,
+            after,
+        )
     # `after` is read before the halving writes: index the halving through it.
     full = (held >= halve_at) & (jnp.min(after) >= 0)
-    counts, held = jax.lax.cond(
-        full, lambda c, h: _halved(c), lambda c, h: (c, h), counts, held
+    # A loop of zero or one pass, not a `lax.cond`, whose untaken branch would
+    # copy the counters: the loop updates them in place.
+    _, counts, held = jax.lax.while_loop(
+        lambda state: state[0],
+        lambda state: (False, *_halved(state[1])),
+        (full, counts, held),
     )
     return Sketch(counts, held), after
