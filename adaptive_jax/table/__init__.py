@@ -8,8 +8,9 @@ cost, with a free list of rows, per-row counters and event counters
 - `_table`: the state and lookup; `_insert`: insertion; `_remove`: removal;
 - `_index`: the key -> row index (bucketed, `WAYS` slots a bucket);
 - `_chunks`: large key arrays in fixed-size chunks (bounded scratch memory);
-- `_sketch`: fixed-size counts of keys that have no row yet (count-min or
-  counting Bloom filter), for admission;
+- `_sketch`: fixed-size counts of keys that have no row yet (a count-min
+  sketch with conservative update, or a counting Bloom filter, sized from
+  the keys expected), for admission;
 - `_dedup`: each entry's first occurrence of its key in a batch, by hashing
   (no sort), for the sparse update and the exchange.
 """
