@@ -115,7 +115,7 @@ def plain_count_min(depth: int, width: int, halve_every: float, dtype) -> tuple:
             after,
         )
 
-    state = [sketch.counts, sketch.held]
+    state = [sketch.counts, jnp.zeros([], jnp.float32)]
 
     def make(filter_freq):
         def admit_batch(batch, absent):

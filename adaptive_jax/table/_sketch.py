@@ -15,14 +15,17 @@ the same structure with its `k` hashes in `k` rows, sized by the Bloom rule
 
 A stream never ends, and a sketch of fixed size fills up: once every counter
 holds a count, every id looks frequent. So the sketch forgets: when the
-distinct ids counted since it last forgot reach `halve_at` (the number it was
-sized for), all its counters are halved (rounding down: ids seen once are
-forgotten), and the ids it still holds are re-estimated from the counters left.
-A count is then the count of the last `halve_at` distinct ids or so. (DeepRec's
+distinct ids it holds reach `halve_at` (the number it was sized for), all its
+counters are halved (rounding down: ids seen once are forgotten). It knows how
+many ids it holds after that by counting, as ids are counted, those whose
+estimate passes each power of two (`held`): the ids at 2 or more become the
+ids it holds, those at 4 the ids at 2, and so on. A count is then a count of
+the last `halve_at` distinct ids or so. (DeepRec's
 CounterFilter counts forever, exactly, in a hash map that grows.)
 
 Counters are unsigned integers just wide enough for the filter (`counter_dtype`:
-uint8 up to a `filter_freq` of 255), and saturate instead of wrapping.
+uint8 up to a `filter_freq` of 255), and saturate instead of wrapping (at
+2**31 - 1 for uint32).
 """
 
 from __future__ import annotations
@@ -48,9 +51,9 @@ class Sketch:
 
     Attributes:
       counts: `[depth, width]` unsigned integers (`counter_dtype`).
-      held: `[] float32`, the distinct ids counted since the last halving
-        (those whose estimate was 0 when first counted), re-estimated from the
-        counters left at each halving.
+      held: `[levels] float32`, `held[k]` the distinct ids whose estimate is
+        at least `2**k` (`held[0]`: the ids it holds), one per bit of a
+        counter (31 at most).
     """
 
     counts: jax.Array
@@ -58,7 +61,8 @@ class Sketch:
 
     @classmethod
     def create(cls, depth: int, width: int, dtype: jnp.dtype = jnp.uint8) -> Sketch:
-        return cls(jnp.zeros((depth, width), dtype), jnp.zeros([], jnp.float32))
+        levels = min(8 * jnp.dtype(dtype).itemsize, 31)  # int32 arithmetic
+        return cls(jnp.zeros((depth, width), dtype), jnp.zeros((levels,), jnp.float32))
 
 
 def counter_dtype(filter_freq: int) -> np.dtype:
@@ -118,15 +122,14 @@ def estimate(sketch: Sketch, ids: ids_lib.Ids) -> jax.Array:
     return _read(sketch.counts, _positions(sketch, ids))
 
 
-def _halved(counts: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Every counter halved, rounding down, and the distinct ids the counters
-    left hold, estimated from the share of row 0 still counting
-    (`-width * ln(1 - share)`)."""
-    counts = counts >> jnp.asarray(1, counts.dtype)
-    width = counts.shape[1]
-    taken = jnp.sum(counts[0] > 0, dtype=jnp.int32).astype(jnp.float32)
-    share = jnp.minimum(taken / width, 1.0 - 1.0 / width)
-    return counts, -width * jnp.log1p(-share)
+def _halved(counts: jax.Array, held: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Every counter halved, rounding down (the ids seen once forgotten); the
+    ids at `2**(k + 1)` or more are now those at `2**k`."""
+    # Written as an update of the counters, which XLA does in place; a new
+    # array (`counts >> 1`), or another read of them here, made it copy the
+    # counters at every step, halving or not.
+    counts = counts.at[:, :].set(counts >> jnp.asarray(1, counts.dtype))
+    return counts, jnp.concatenate([held[1:], jnp.zeros((1,), held.dtype)])
 
 
 def add(
@@ -150,9 +153,8 @@ def add(
       sketch: the sketch.
       ids: `[n]` ids.
       mask: `[n] bool`, the occurrences to count.
-      halve_at: when the distinct ids counted since the last halving reach
-        this many, all counters are halved (after this batch's estimates are
-        read).
+      halve_at: when the distinct ids it holds reach this many, all counters
+        are halved (after this batch's estimates are read).
       weights: `[n] int32`, occurrences each entry stands for (1 if None): an
         entry for the repeats of its key, merged before an exchange.
 
@@ -165,7 +167,8 @@ def add(
     if n == 0:
         return sketch, jnp.zeros((0,), jnp.int32)
     depth, width = sketch.counts.shape
-    dtype, top = sketch.counts.dtype, jnp.iinfo(sketch.counts.dtype).max
+    dtype = sketch.counts.dtype
+    top = min(jnp.iinfo(dtype).max, 2**31 - 1)  # counts in int32
     amount = jnp.ones((n,), jnp.int32) if weights is None else weights.astype(jnp.int32)
     chunk = -(-n // _CHUNKS)
     rows = jnp.arange(depth, dtype=jnp.int32)[:, None]
@@ -183,8 +186,13 @@ def add(
         target = jnp.minimum(before + occurrences[jnp.maximum(first, 0)], top)
         where = (rows, jnp.where(valid[None, :], positions, width))
         counts = counts.at[where].max(target[None, :].astype(dtype), mode="drop")
-        new = valid & (first == jnp.arange(chunk, dtype=jnp.int32)) & (before == 0)
-        held = held + jnp.sum(new, dtype=jnp.int32).astype(jnp.float32)
+        # Each key once: the powers of two its estimate passed.
+        once = valid & (first == jnp.arange(chunk, dtype=jnp.int32))
+        powers = jnp.left_shift(1, jnp.arange(held.shape[0], dtype=jnp.int32))[None]
+        passed = (
+            once[:, None] & (before[:, None] < powers) & (target[:, None] >= powers)
+        )
+        held = held + jnp.sum(passed, axis=0, dtype=jnp.int32).astype(jnp.float32)
         return counts, held, after.at[entries].set(target, mode="drop")
 
     def read(after, entries, offset):
@@ -204,12 +212,6 @@ def add(
             after,
         )
     # `after` is read before the halving writes: index the halving through it.
-    full = (held >= halve_at) & (jnp.min(after) >= 0)
-    # A loop of zero or one pass, not a `lax.cond`, whose untaken branch would
-    # copy the counters: the loop updates them in place.
-    _, counts, held = jax.lax.while_loop(
-        lambda state: state[0],
-        lambda state: (False, *_halved(state[1])),
-        (full, counts, held),
-    )
+    full = (held[0] >= halve_at) & (jnp.min(after) >= 0)
+    counts, held = jax.lax.cond(full, _halved, lambda c, h: (c, h), counts, held)
     return Sketch(counts, held), after

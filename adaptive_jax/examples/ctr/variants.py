@@ -24,7 +24,8 @@ static segment, sized for it, and its own keys. Four variants, of string ids:
   many steps are evicted, back to their buckets.
 
 The sizes come from one pass over the training data (`scan.scan`): the
-distinct ids of each column and how many reach the threshold.
+distinct ids of each column and how many reach the threshold; the admission
+counts are sized for the distinct ids of all columns.
 """
 
 from __future__ import annotations
@@ -195,7 +196,10 @@ def _categorical(
             for k in keys
         ]
         return fc.stacked_column(members, FIELDS_KEY)
-    admission = aj.CounterFilter(settings.filter_freq)
+    # The admission counts sized for the distinct ids the scan found.
+    admission = aj.CounterFilter(
+        settings.filter_freq, max_element_size=max(1, counts.distinct_total)
+    )
     evict = None
     if variant == "adaptive" and settings.steps_to_live is not None:
         evict = aj.GlobalStepEvict(settings.steps_to_live)
