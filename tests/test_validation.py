@@ -246,24 +246,37 @@ def test_features_prepared_for_some_columns_only_are_refused():
         fc.input_layer(features, [BASE, other], state, optimizer=OPT)
 
 
-@pytest.mark.parametrize("traced", ["feature", "mask"])
-def test_raw_features_traced_inside_jit_say_to_prepare_them(traced):
+@pytest.mark.parametrize("traced", ["feature", "mask", "neither"])
+def test_raw_features_inside_jit_say_to_prepare_them(traced):
     state = fc.init_state([BASE], OPT, jax.random.key(0))
+    features, masks = dict(FEATURES), dict(MASKS)
+    if traced == "feature":
+        features = {"c": jnp.asarray(FEATURES["c"])}
+    if traced == "mask":
+        masks = {"c": jnp.asarray(MASKS["c"])}
 
     @jax.jit
     def step(features, masks, state):
         return lookup(BASE, state, features=features, masks=masks)[0]
 
-    features, masks = dict(FEATURES), dict(MASKS)
-    if traced == "feature":
-        features = {"c": jnp.asarray(FEATURES["c"])}
-        with pytest.raises(ValueError, match="column 'c': feature 'c' is traced"):
+    with pytest.raises(ValueError, match="column 'c': input_layer is traced inside"):
+        if traced == "neither":  # numpy features closed over
+            jax.jit(lambda s: lookup(BASE, s)[0])(state)
+        else:
             step(features, masks, state)
+
+
+@pytest.mark.parametrize("traced", ["feature", "mask"])
+def test_prepare_inside_jit_names_the_traced_input(traced):
+    if traced == "feature":
+        run = jax.jit(lambda f: fc.prepare(f, [BASE], adaptive_mask_tensors=MASKS))
+        arg, match = {"c": jnp.asarray(FEATURES["c"])}, "feature 'c' is traced"
     else:
-        with pytest.raises(ValueError, match="adaptive_mask_tensors\\['c'\\] is tr"):
-            jax.jit(lambda m, s: lookup(BASE, s, masks=m)[0])(
-                {"c": jnp.asarray(MASKS["c"])}, state
-            )
+        run = jax.jit(lambda m: fc.prepare(FEATURES, [BASE], adaptive_mask_tensors=m))
+        arg = {"c": jnp.asarray(MASKS["c"])}
+        match = "adaptive_mask_tensors\\['c'\\] is traced"
+    with pytest.raises(ValueError, match=f"column 'c': {match} inside jit"):
+        run(arg)
 
 
 HOST_INPUTS = {

@@ -24,7 +24,6 @@ from adaptive_jax import optim
 from adaptive_jax.column import adaptive
 from adaptive_jax.feature_column import _layer
 from adaptive_jax.feature_column._specs import EmbeddingColumn
-from adaptive_jax.ids import _checks as id_checks
 
 NONFINITE = ("skip", "raise")
 
@@ -227,12 +226,11 @@ def check_nonfinite(nonfinite: str) -> None:
 
 
 def check_features(
-    features: Mapping[str, Any],
-    columns: Sequence[EmbeddingColumn],
-    masks: Mapping[str, Any] | None,
+    features: Mapping[str, Any], columns: Sequence[EmbeddingColumn], state: Any
 ) -> bool:
     """Whether `features` are `prepare`'s output for `columns` (checked: for
-    these columns' buckets); else raw features, which must not be traced."""
+    these columns' buckets); else raw features (`prepare` checks them), which
+    a jitted step (its `state` traced) cannot take."""
     if not isinstance(features, Mapping):
         raise ValueError(
             f"features must be a dict, from feature key to ids (or fc.prepare's "
@@ -256,11 +254,14 @@ def check_features(
                 f"prepared for hash_bucket_size={made_for}, the column has "
                 f"{buckets}: prepare them with the columns given here"
             )
-    if prepared:
-        return True
-    for column in columns:
-        for key in column.categorical_column.feature_keys:
-            id_checks.not_traced(features.get(key), key, f"feature '{key}'")
-            mask = None if masks is None else masks.get(key)
-            id_checks.not_traced(mask, key, f"adaptive_mask_tensors['{key}']")
-    return False
+    if not prepared and any(
+        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(state)
+    ):
+        key = columns[0].categorical_column.key if columns else "?"
+        raise ValueError(
+            f"column '{key}': input_layer is traced inside jit with raw features, "
+            "which are prepared on the host: call fc.prepare(features, columns, "
+            "adaptive_mask_tensors=...) outside the jitted step and pass its "
+            "output in"
+        )
+    return bool(prepared)

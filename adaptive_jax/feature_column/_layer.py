@@ -175,7 +175,7 @@ def input_layer(
     if layout is not None:
         layout.check(columns)
     _checks.check_state(state, columns, optimizer)
-    if not _checks.check_features(features, columns, adaptive_mask_tensors):
+    if not _checks.check_features(features, columns, state):
         if layout is not None:
             raise ValueError(
                 "input_layer with a layout takes features from sharding.prepare"
@@ -288,8 +288,9 @@ def _raising(state, residuals, d_embeddings, **options) -> dict:
         skipped = new[column.name].stats.nonfinite_rows - before
         checkify.check(
             skipped == 0,
-            f"column '{column.categorical_column.key}': the update of {{rows}} "
-            "table rows was not finite (a NaN or inf gradient); they were skipped",
+            f"column '{column.categorical_column.key}': {{rows}} table rows got an "
+            "update that was not finite (a NaN or inf gradient, or an overflow) "
+            "and kept their values",
             rows=skipped,
         )
     return new

@@ -27,6 +27,7 @@ def as_sparse(feature: Any, key: str, size: int | None) -> sparse_lib.SparseIds:
     (an object with `indices`, `values` and `dense_shape`, a `tf.SparseTensor`)."""
     if isinstance(feature, sparse_lib.SparseIds):
         return feature
+    _checks.not_traced(feature, key, f"feature '{key}'")
     try:
         return _as_sparse(feature, size)
     except (TypeError, ValueError, OverflowError) as error:
@@ -104,6 +105,7 @@ class ColumnIds:
 def routing_mask(batch: sparse_lib.SparseIds, key: str, mask: Any) -> np.ndarray:
     """A per-id 0/1 routing mask, checked (one value per sparse id, ints or
     bools) and padded to the batch's size."""
+    _checks.not_traced(mask, key, f"adaptive_mask_tensors['{key}']")
     num_ids = int(np.sum(np.asarray(batch.valid)))
     mask = np.asarray(mask)
     if mask.ndim != 1 or mask.shape[0] != num_ids:
@@ -178,8 +180,10 @@ def check_present(features: Any, key: str) -> None:
 
 
 def check_masks(masks: Any, adaptive_keys: set[str], what: str) -> None:
-    """Raises a ValueError naming a mask (`what[key]`) of no adaptive column."""
+    """Raises a ValueError naming a mask (`what[key]`) of no adaptive column,
+    or one traced inside jit."""
     for key in masks:
+        _checks.not_traced(masks[key], key, f"{what}['{key}']")
         if key not in adaptive_keys:
             raise ValueError(f"{what}['{key}']: no adaptive column has key '{key}'")
 
