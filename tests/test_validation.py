@@ -238,6 +238,15 @@ def test_features_prepared_for_other_buckets_are_refused():
         fc.input_layer(features, [BASE], state, optimizer=OPT)
 
 
+def test_masks_with_prepared_features_are_refused_not_ignored():
+    state = fc.init_state([BASE], OPT, jax.random.key(0))
+    features = fc.prepare(FEATURES, [BASE], adaptive_mask_tensors=MASKS)
+    with pytest.raises(ValueError, match="pass the masks to fc.prepare instead"):
+        fc.input_layer(
+            features, [BASE], state, optimizer=OPT, adaptive_mask_tensors=MASKS
+        )
+
+
 def test_features_prepared_for_some_columns_only_are_refused():
     other = make(key="d")
     state = fc.init_state([BASE, other], OPT, jax.random.key(0))

@@ -175,7 +175,14 @@ def input_layer(
     if layout is not None:
         layout.check(columns)
     _checks.check_state(state, columns, optimizer)
-    if not _checks.check_features(features, columns, state):
+    prepared = _checks.check_features(features, columns, state)
+    if prepared and adaptive_mask_tensors is not None:
+        raise ValueError(
+            "input_layer: adaptive_mask_tensors routes raw features; these are "
+            "prepared already, with the masks fc.prepare was given: pass the "
+            "masks to fc.prepare instead"
+        )
+    if not prepared:
         if layout is not None:
             raise ValueError(
                 "input_layer with a layout takes features from sharding.prepare"
