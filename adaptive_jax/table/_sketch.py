@@ -20,8 +20,8 @@ counters are halved (rounding down: ids seen once are forgotten). It knows how
 many ids it holds after that by counting, as ids are counted, those whose
 estimate passes each power of two (`held`): the ids at 2 or more become the
 ids it holds, those at 4 the ids at 2, and so on. A count is then a count of
-the last `halve_at` distinct ids or so. (DeepRec's
-CounterFilter counts forever, exactly, in a hash map that grows.)
+the last `halve_at` distinct ids or so. (DeepRec's CounterFilter counts
+forever, exactly, in a hash map that grows.)
 
 Counters are unsigned integers just wide enough for the filter (`counter_dtype`:
 uint8 up to a `filter_freq` of 255), and saturate instead of wrapping (at
@@ -47,7 +47,7 @@ _CHUNKS = 16  # counted entries go through in chunks of 1/16 of the batch
 
 @struct.dataclass
 class Sketch:
-    """Counters, and the distinct ids they hold since they were last halved.
+    """Counters, and how many distinct ids they hold.
 
     Attributes:
       counts: `[depth, width]` unsigned integers (`counter_dtype`).
