@@ -25,6 +25,7 @@ def _module(relative: str):
 
 criteo_slice = _module("benchmarks/data/criteo_slice.py")
 calibrate = _module("benchmarks/data/calibrate.py")
+frappe = _module("benchmarks/data/frappe.py")
 ctr_bench = _module("benchmarks/ctr_bench.py")
 
 HEADER = [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]
@@ -90,7 +91,45 @@ def test_the_slice_refuses_sources_of_other_blob_ids(tmp_path):
 def test_blob_id_is_gits(tmp_path):
     path = tmp_path / "hello.txt"
     path.write_bytes(b"hello\n")
-    assert criteo_slice.blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert (
+        criteo_slice._sources.blob_id(path)
+        == "ce013625030ba8dba906f756967f9e9ca394464a"
+    )
+
+
+def test_frappe_lines_become_criteo_lines_field_by_field(tmp_path):
+    # Arrange: two libFM lines (label, 10 one-hot features in field order).
+    source = tmp_path / "frappe.libfm"
+    source.write_text(
+        "1 266:1 1244:1 5042:1 5049:1 5054:1 5055:1 5058:1 5062:1 5074:1 5149:1\n"
+        "-1 138:1 1296:1 5041:1 5052:1 5053:1 5055:1 5058:1 5061:1 5085:1 5201:1\n"
+    )
+
+    # Act
+    frappe.main(["--train", str(source), "--test", str(source), "--out",
+                 str(tmp_path / "out"), "--no-check"])  # fmt: skip
+
+    # Assert
+    lines = gzip.decompress((tmp_path / "out" / "train.txt.gz").read_bytes())
+    first, second = [line.split("\t") for line in lines.decode().splitlines()]
+    assert len(first) == 40 and first[0] == "1" and second[0] == "0"
+    assert first[1:14] == [""] * 13 and first[24:] == [""] * 16
+    assert first[14:16] == ["0000010a", "000004dc"]  # user 266, item 1244
+    assert second[23] == f"{5201:08x}"  # city, C10
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("0 1:1 2:1 3:1 4:1 5:1 6:1 7:1 8:1 9:1 10:1", "label '0'"),
+        ("1 1:1 2:1", "2 features, expected 10"),
+        ("1 1:1 2:1 3:1 4:1 5:1 6:1 7:1 8:1 9:1 10:0.5", "one-hot"),
+    ],
+    ids=["label_zero", "too_few_fields", "not_one_hot"],
+)
+def test_frappe_refuses_lines_it_cannot_read(line, message):
+    with pytest.raises(ValueError, match=message):
+        frappe.convert_line(line, "f:1")
 
 
 @pytest.mark.parametrize("exponent", [0.9, 1.2, 1.6], ids=["s0.9", "s1.2", "s1.6"])
