@@ -43,6 +43,7 @@ from adaptive_jax import table as table_lib
 from adaptive_jax.column import _migration, combiners, static_split, statistics
 from adaptive_jax.column import ev as ev_lib
 from adaptive_jax.column._migration import MIGRATIONS as MIGRATIONS
+from adaptive_jax.column._share import ShareEvidence as ShareEvidence
 from adaptive_jax.column._migration import bucket_view as bucket_view
 from adaptive_jax.column._state import ColumnState as ColumnState
 from adaptive_jax.column._state import Residuals as Residuals
@@ -287,6 +288,11 @@ def lookup(
             limit=placement.split_limit,
         )
         starts, buckets = bucket_view(state, bucket_values, bucket_slots)
+    fitted = state.share is not None and state.dynamic is not None
+    if fitted:
+        whole, starts, buckets = _migration.fitted_view(
+            state, inputs, options.feature_salts, bucket_values
+        )
     if state.dynamic is not None:
         routed, by_policy = routing(state, inputs, options.admission)
         dynamic, sketch, found, dynamic_values = dynamic_read(
@@ -311,5 +317,15 @@ def lookup(
         bucket_values=bucket_values,
         split_overflows=split_overflows,
     )
+    if fitted:
+        state = _migration.record_fitted(
+            state,
+            inputs,
+            options.feature_salts,
+            dynamic_values,
+            whole,
+            found.read,
+            placement.axis_name,
+        )
     residuals = Residuals(static_rows, dynamic_rows, inputs.ids.row_ids, scale)
     return embeddings, state, residuals

@@ -37,6 +37,7 @@ from adaptive_jax import _numerics
 from adaptive_jax import ids as ids_lib
 from adaptive_jax.column import (
     _exchange,
+    _migration,
     adaptive,
     combiners,
     static_split,
@@ -158,6 +159,12 @@ def lookup(
     # static table split by rows, the bucket's row (and slots) read from its owner.
     carries_rows = bucket_values is not None and migration != "none"
     start = (bucket_values, bucket_slots) if carries_rows else inputs.buckets
+    fitted = state.share is not None
+    if fitted:  # each entry's share of its bucket travels
+        whole, view, _ = _migration.fitted_view(
+            state, inputs, options.feature_salts, bucket_values
+        )
+        carries_rows, start = True, (view.static.values, None)
     sent = (keys.hi, keys.lo, repeats, start)
     hi, lo, repeats, start = jax.tree.map(
         lambda x: _exchange.to_owners(
@@ -213,6 +220,10 @@ def lookup(
         bucket_values=bucket_values,
         split_overflows=split_overflows,
     )
+    if fitted:
+        state = _migration.record_fitted(
+            state, inputs, options.feature_salts, values, whole, found.read, axis_name
+        )
     residuals = adaptive.Residuals(
         static_rows,
         rows,

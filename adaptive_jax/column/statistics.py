@@ -20,6 +20,7 @@ from flax import struct
 
 from adaptive_jax import _numerics
 from adaptive_jax import ids as ids_lib
+from adaptive_jax.column import _share
 from adaptive_jax.ids import _device_hash
 
 REASONS = ("steps", "l2", "pressure")  # the `reason` of each eviction policy
@@ -165,7 +166,10 @@ def summary(state) -> dict[str, int | float]:
     with a dynamic table; `served_<store>_last` and `served_<store>_total` for
     each of `STORES`; `refused_admissions`; `evicted_<reason>` for each of
     `REASONS`; `mean_age_at_eviction` (in steps); `distinct_ids`;
-    `exchange_overflows`; `split_overflows`. A partitioned table's figures are
+    `exchange_overflows`; `split_overflows`; with migration "fitted",
+    `migration_share` and `migration_evidence`, per feature (a stacked column's
+    members in order): the share of its bucket a promoted row starts from, and
+    the control entries it was measured on. A partitioned table's figures are
     its partitions' sums.
     """
     stats, dynamic = jax.device_get((state.stats, state.dynamic))
@@ -192,4 +196,8 @@ def summary(state) -> dict[str, int | float]:
     out["distinct_ids"] = round(distinct_ids(stats.distinct))
     out["exchange_overflows"] = int(stats.exchange_overflows)
     out["split_overflows"] = int(stats.split_overflows)
+    share = getattr(state, "share", None)
+    if share is not None:
+        out["migration_share"] = tuple(float(x) for x in _share.shares(share))
+        out["migration_evidence"] = tuple(int(x) for x in np.asarray(share.sums)[:, 2])
     return out

@@ -19,7 +19,13 @@ import jax
 import jax.numpy as jnp
 
 from adaptive_jax import optim
-from adaptive_jax.column import adaptive, initializers, partitioned, statistics
+from adaptive_jax.column import (
+    adaptive,
+    initializers,
+    partitioned,
+    stacking,
+    statistics,
+)
 from adaptive_jax.column import ev as ev_lib
 from adaptive_jax.feature_column._prepare import prepare
 from adaptive_jax.feature_column._specs import EmbeddingColumn, ordered
@@ -39,6 +45,11 @@ def _step_options(column: EmbeddingColumn, optimizer: Any) -> adaptive.StepOptio
         admission=option.filter_option if option else None,
         no_permission_value=(
             option.init_option.default_value_no_permission if option else 0.0
+        ),
+        feature_salts=(
+            (0,)
+            if categorical.members is None
+            else tuple(int(stacking.salt(m.key)) for m in categorical.members)
         ),
     )
 
@@ -115,10 +126,17 @@ def init_state(
             if categorical.partition_num is not None:
                 dynamic = partitioned.stacked(dynamic, parts)
                 sketch = partitioned.stacked(sketch, parts)
-            if categorical.hash_bucket_size is None or categorical.migration == "none":
+            if categorical.hash_bucket_size is None or categorical.migration in (
+                "none",
+                "fitted",
+            ):
                 draw = option.init_option.initializer or init
                 shape = (option.init_option.default_value_dim, dim)
                 defaults = draw(default_key, shape, jnp.float32)
+        share = None
+        if static is not None and dynamic is not None:
+            if categorical.migration == "fitted":
+                share = adaptive.ShareEvidence.create(categorical.fields)
         state[column.name] = adaptive.ColumnState(
             static,
             dynamic,
@@ -126,6 +144,7 @@ def init_state(
             sketch,
             statistics.ColumnStats.create(),
             jnp.zeros([], jnp.int32),
+            share,
         )
     return state
 

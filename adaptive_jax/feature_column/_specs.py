@@ -71,8 +71,9 @@ class CategoricalColumn:
       hash_bucket_size: buckets of the static table, or None (no static table).
       ev_option: options of the dynamic table, or None (no dynamic table).
       adaptive: whether ids are routed by a mask (both tables).
-      migration: how promoted rows start: "deeprec", "warm", "copy" (from
-        their bucket), "none" (from the initializer).
+      migration: how promoted rows start: "fitted" (the measured share of
+        their bucket), "deeprec", "warm", "copy" (from their bucket), "none"
+        (from the initializer).
       partition_num: partitions of the dynamic table (see `partitioned`), or
         None for one table.
       members: a stacked column's features (`stacking.Member`: key and static
@@ -84,7 +85,7 @@ class CategoricalColumn:
     hash_bucket_size: int | None = None
     ev_option: EmbeddingVariableOption | None = None
     adaptive: bool = False
-    migration: str = "deeprec"
+    migration: str = "fitted"
     partition_num: int | None = None
     members: tuple[stacking.Member, ...] | None = None
 
@@ -108,14 +109,18 @@ def categorical_column_with_adaptive_embedding(
     partition_num: int | None = None,
     ev_option: EmbeddingVariableOption = DEFAULT_EV_OPTION,
     *,
-    migration: str = "deeprec",
+    migration: str = "fitted",
 ) -> CategoricalColumn:
     """DeepRec's adaptive column: a static table of `hash_bucket_size` buckets
     for rare ids, a dynamic table (`ev_option.capacity` rows) for frequent ones.
 
     Each id goes where its mask says (`adaptive_mask_tensors`, 1: dynamic). An
-    id entering the dynamic table starts from its bucket's value (`migration`
-    chooses its optimizer slots: see `adaptive`).
+    id entering the dynamic table starts from what its bucket learnt, as far as
+    `migration` says: "fitted" (the default) the share of the bucket that
+    promoted ids of its feature are measured to hold (0 until there is
+    evidence: `column._share`); DeepRec's "deeprec" the whole value with fresh
+    optimizer slots; "warm" the whole value kept by its slots; "copy" the
+    value and the bucket's slots; "none" nothing (the initializer).
 
     Raises:
       ValueError: a bad hash_bucket_size, dtype or migration, naming the column.

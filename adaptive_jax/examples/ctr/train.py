@@ -266,8 +266,12 @@ def sizes(tables: dict, exported: serving.Export) -> dict[str, int]:
     and a plain dynamic table's default values.
     """
     report = export.size_report(tables, exported)["total"]
-    summaries = fc.summary(tables).values()
+    summaries = list(fc.summary(tables).values())
+    shares = [s["migration_share"] for s in summaries if "migration_share" in s]
     return {
+        # "fitted" migration: the share of its bucket a promoted id of each
+        # feature starts from, as measured in training
+        **({"migration_share": [round(x, 4) for x in shares[0]]} if shares else {}),
         "param_bytes": int(report["training_bytes"]),
         "export_bytes": int(report["export_bytes"]),
         "live_rows": int(report["live_rows"]),
