@@ -30,6 +30,7 @@ frappe = _module("benchmarks/data/frappe.py")
 bookcrossing = _module("benchmarks/data/bookcrossing.py")
 lastfm = _module("benchmarks/data/lastfm.py")
 amazon_magazine = _module("benchmarks/data/amazon_magazine.py")
+talkingdata = _module("benchmarks/data/talkingdata.py")
 _sources = criteo_slice._sources
 ctr_bench = _module("benchmarks/ctr_bench.py")
 
@@ -269,6 +270,53 @@ def test_amazon_magazine_refuses_lines_it_cannot_read(tmp_path, line, message):
     source.write_text(line)
     with pytest.raises(ValueError, match=f"m.csv:1: .*{message}"):
         amazon_magazine.read(source)
+
+
+TALKINGDATA_HEADER = (
+    "..ip,app,device,os,channel,click_time,attributed_time,is_attributed"
+)
+
+
+def test_talkingdata_orders_clicks_by_time_and_tests_the_last_day(tmp_path):
+    # Arrange: out of time order, two clicks in one second, one on the cut.
+    source = tmp_path / "train_sample.csv"
+    source.write_text(
+        TALKINGDATA_HEADER + "\n"
+        "300,12,1,13,497,2017-11-09 00:00:00,,0\n"
+        "10,3,1,19,379,2017-11-07 10:00:00,2017-11-07 10:05:00,1\n"
+        "11,3,2,19,379,2017-11-06 16:00:00,,0\n"
+        "12,25,1,17,259,2017-11-07 10:00:00,,0\n"
+    )
+    out = tmp_path / "out"
+
+    # Act
+    talkingdata.main(["--clicks", str(source), "--out", str(out), "--no-check"])
+
+    # Assert
+    train, test = _split_lines(out, "train"), _split_lines(out, "test")
+    assert [(f[0], f[14]) for f in train] == [
+        ("0", f"{11:08x}"), ("1", f"{10:08x}"), ("0", f"{12:08x}"),
+    ]  # fmt: skip
+    assert train[1][14:20] == [f"{v:08x}" for v in (10, 3, 1, 19, 379)] + [""]
+    assert [(f[0], f[14]) for f in test] == [("0", f"{300:08x}")]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["ids"]["ip"]["test_examples_unseen"] == 1.0
+    assert manifest["ids"]["app"]["train_ids"] == 2
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [(["ip,app,device,os,channel,click_time,is_attributed"], "1: header"),
+     ([TALKINGDATA_HEADER, "1,2,3,4,5,2017-11-07 10:00,,0"], "2: click_time"),
+     ([TALKINGDATA_HEADER, "1,2,3,4,x,2017-11-07 10:00:00,,0"], "2: ids"),
+     ([TALKINGDATA_HEADER, "1,2,3,4,5,2017-11-07 10:00:00,,2"], "2: is_attributed")],
+    ids=["header", "minutes_only", "not_integer", "label_two"],
+)  # fmt: skip
+def test_talkingdata_refuses_lines_it_cannot_read(tmp_path, lines, message):
+    source = tmp_path / "t.csv"
+    source.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=f"t.csv:{message}"):
+        talkingdata.read(source)
 
 
 @pytest.mark.parametrize("exponent", [0.9, 1.2, 1.6], ids=["s0.9", "s1.2", "s1.6"])
