@@ -9,6 +9,7 @@ import hashlib
 import json
 import pathlib
 import sys
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 NUM_INTEGERS, NUM_CATEGORIES = 13, 26  # the Criteo format's I1..I13, C1..C26
@@ -39,6 +40,65 @@ def criteo_line(label: int, categories: Sequence[str]) -> str:
         raise ValueError(f"{len(categories)} categorical fields, at most 26 fit")
     padded = list(categories) + [""] * (NUM_CATEGORIES - len(categories))
     return "\t".join([str(label)] + [""] * NUM_INTEGERS + padded)
+
+
+def first_seen_ids(values: Iterable[str]) -> dict[str, str]:
+    """Each distinct value's index in order of first appearance, as 8 hex
+    digits (Criteo's form): ids that keep the values apart and say nothing
+    else."""
+    ids: dict[str, str] = {}
+    for value in values:
+        if value not in ids:
+            ids[value] = f"{len(ids):08x}"
+    return ids
+
+
+def stable_order(key: str) -> str:
+    """A line's place in a fixed pseudo-random order (SHA-256 of its key):
+    the same on every machine and Python, unlike a seeded shuffle."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def id_counts(splits: Mapping[str, list[str]], fields: Sequence[str]) -> dict:
+    """Per field (C1.. in order): distinct ids in training, the share of them
+    seen fewer than 3 times there, the click rate of an id's first two
+    training examples and of its later ones (sampled negatives make the first
+    ones low), and the share of test examples whose id training never saw;
+    and the share of test examples with any such id."""
+    first = 1 + NUM_INTEGERS
+    rows = {
+        split: [line.split("\t")[first : first + len(fields)] for line in lines]
+        for split, lines in splits.items()
+    }
+    counts = {}
+    unseen_any = [False] * len(rows["test"])
+    for i, name in enumerate(fields):
+        seen: Counter[str] = Counter()
+        clicks = {True: [0, 0], False: [0, 0]}  # early?: [examples, clicks]
+        for line, row in zip(splits["train"], rows["train"], strict=True):
+            if row[i]:
+                seen[row[i]] += 1
+                early = clicks[seen[row[i]] <= 2]
+                early[0] += 1
+                early[1] += line.startswith("1")
+        unseen = [bool(row[i]) and row[i] not in seen for row in rows["test"]]
+        unseen_any = [a or b for a, b in zip(unseen_any, unseen, strict=True)]
+        counts[name] = {
+            "train_ids": len(seen),
+            "train_ids_seen_under_3": _share(
+                sum(c < 3 for c in seen.values()), len(seen)
+            ),
+            "click_rate_first_2": _share(clicks[True][1], clicks[True][0]),
+            "click_rate_later": _share(clicks[False][1], clicks[False][0]),
+            "test_ids": len({row[i] for row in rows["test"] if row[i]}),
+            "test_examples_unseen": _share(sum(unseen), len(unseen)),
+        }
+    counts["test_examples_any_unseen"] = _share(sum(unseen_any), len(unseen_any))
+    return counts
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
 
 
 def write_splits(
