@@ -43,8 +43,8 @@ from adaptive_jax import table as table_lib
 from adaptive_jax.column import _migration, combiners, static_split, statistics
 from adaptive_jax.column import ev as ev_lib
 from adaptive_jax.column._migration import MIGRATIONS as MIGRATIONS
-from adaptive_jax.column._share import ShareEvidence as ShareEvidence
 from adaptive_jax.column._migration import bucket_view as bucket_view
+from adaptive_jax.column._share import ShareEvidence as ShareEvidence
 from adaptive_jax.column._state import ColumnState as ColumnState
 from adaptive_jax.column._state import Residuals as Residuals
 from adaptive_jax.column._state import StaticTable as StaticTable

@@ -134,9 +134,12 @@ def init_state(
                 shape = (option.init_option.default_value_dim, dim)
                 defaults = draw(default_key, shape, jnp.float32)
         share = None
-        if static is not None and dynamic is not None:
-            if categorical.migration == "fitted":
-                share = adaptive.ShareEvidence.create(categorical.fields)
+        if (
+            static is not None
+            and dynamic is not None
+            and categorical.migration == "fitted"
+        ):
+            share = adaptive.ShareEvidence.create(categorical.fields)
         state[column.name] = adaptive.ColumnState(
             static,
             dynamic,
