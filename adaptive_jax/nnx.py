@@ -109,6 +109,10 @@ def _forward(current: _Pass) -> Iterator[_Pass]:
         _PASS.reset(token)
 
 
+# One compiled program, not an eager dispatch (and a compile) per array op.
+_init_state = jax.jit(fc.init_state, static_argnums=(0, 1))
+
+
 class Embed(nnx.Module):
     """The embeddings of a set of columns: `[batch, sum of widths]`, the
     columns in the order of their names (`feature_column.ordered`), or with
@@ -157,7 +161,7 @@ class Embed(nnx.Module):
         self.columns = tuple(fc.ordered(columns))
         self.optimizer = optimizer
         self.by_name = by_name
-        self.tables = Tables(fc.init_state(self.columns, optimizer, rngs.params()))
+        self.tables = Tables(_init_state(self.columns, optimizer, rngs.params()))
 
     def _output(self, embeddings: jax.Array) -> Any:
         return _faces.by_name(embeddings, self.columns) if self.by_name else embeddings
@@ -271,10 +275,13 @@ def make_train_step(
     `loss_fn(model, inputs, labels) -> []` float loss. The step runs
     `value_and_grad(loss_fn)` (the tables train), then `optimizer.update(model,
     grads)` (an `nnx.Optimizer(model, tx, wrt=nnx.Param)`), and updates the
-    model and the optimizer in place. It is jitted once per model structure:
-    the state is split off the model and optimizer (`nnx.split`), handed to a
-    `jax.jit`ted pure function that donates it (the tables update in place,
-    nothing is copied), and put back (`nnx.update`).
+    model and the optimizer in place. It is an `nnx.jit` in tree mode
+    (`graph=False`: the model and optimizer flattened as pytrees, the fastest
+    of the ways benchmarks/flax_bench.py measures, against splitting and
+    merging around a plain `jax.jit` and `nnx.cached_partial`) with both
+    donated: the tables update in place, nothing is copied. Tree mode takes no
+    variable shared by two modules (tied weights): for such a model, use
+    `value_and_grad` in a step of your own.
 
     Labels are any pytree `loss_fn` takes: to weight examples (a short last
     batch padded by `pad_batch`, its padding weighted 0), pass `(labels,
@@ -286,23 +293,15 @@ def make_train_step(
     """
     grad_fn = value_and_grad(loss_fn, evict_every=evict_every)
 
-    def pure(graphdef, state, inputs, labels):
-        _faces.check_labels(inputs, labels)
-        model, optimizer = nnx.merge(graphdef, state)
-        loss, grads = grad_fn(model, inputs, labels)
-        with jax.named_scope("aj.nnx.dense_update"):
-            optimizer.update(model, grads)
-        return nnx.state((model, optimizer)), {"loss": loss}
-
-    jitted = jax.jit(pure, static_argnums=0, donate_argnums=1)
-
+    @nnx.jit(donate_argnums=(0, 1), graph=False)
     def step(
         model: Any, optimizer: nnx.Optimizer, inputs: Any, labels: Any
     ) -> dict[str, jax.Array]:
-        graphdef, state = nnx.split((model, optimizer))
-        state, metrics = jitted(graphdef, state, inputs, labels)
-        nnx.update((model, optimizer), state)
-        return metrics
+        _faces.check_labels(inputs, labels)
+        loss, grads = grad_fn(model, inputs, labels)
+        with jax.named_scope("aj.nnx.dense_update"):
+            optimizer.update(model, grads)
+        return {"loss": loss}
 
     return step
 
