@@ -287,6 +287,11 @@ def make_train_step(
     each `Embed`'s sparse optimizer to its tables, then (with `evict_every`)
     `feature_column.maybe_evict`.
 
+    Labels are any pytree `loss_fn` takes (one row per example in each leaf):
+    to weight examples, e.g. a short last batch padded to the batch size by
+    `pad_batch` (its padding weighted 0) so that the step does not compile
+    again, pass `(labels, weights)` and weight the loss in `loss_fn`.
+
     Args:
       apply_fn: the model's `apply`.
       loss_fn: `(outputs, labels) -> []` float loss.

@@ -58,6 +58,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -275,13 +276,14 @@ def make_train_step(
     `loss_fn(model, inputs, labels) -> []` float loss. The step runs
     `value_and_grad(loss_fn)` (the tables train), then `optimizer.update(model,
     grads)` (an `nnx.Optimizer(model, tx, wrt=nnx.Param)`), and updates the
-    model and the optimizer in place. It is an `nnx.jit` in tree mode
-    (`graph=False`: the model and optimizer flattened as pytrees, the fastest
-    of the ways benchmarks/flax_bench.py measures, against splitting and
-    merging around a plain `jax.jit` and `nnx.cached_partial`) with both
-    donated: the tables update in place, nothing is copied. Tree mode takes no
-    variable shared by two modules (tied weights): for such a model, use
-    `value_and_grad` in a step of your own.
+    model and the optimizer in place. It is a graph-mode `nnx.jit` with both
+    donated (the tables update in place, nothing is copied), called through
+    `nnx.cached_partial` of the (model, optimizer) pair last given, so that
+    their graph is traversed once, not at every step: benchmarks/flax_bench.py
+    measures it against a tree-mode `nnx.jit` and against splitting and
+    merging around a plain `jax.jit` (the fastest of the three). As
+    `cached_partial` requires, the model keeps its structure between steps:
+    after assigning a new submodule or variable, make a new step.
 
     Labels are any pytree `loss_fn` takes: to weight examples (a short last
     batch padded by `pad_batch`, its padding weighted 0), pass `(labels,
@@ -293,16 +295,32 @@ def make_train_step(
     """
     grad_fn = value_and_grad(loss_fn, evict_every=evict_every)
 
-    @nnx.jit(donate_argnums=(0, 1), graph=False)
-    def step(
-        model: Any, optimizer: nnx.Optimizer, inputs: Any, labels: Any
-    ) -> dict[str, jax.Array]:
+    @nnx.jit(donate_argnums=(0, 1), graph=True, graph_updates=True)
+    def jitted(model, optimizer, inputs, labels):
         _faces.check_labels(inputs, labels)
         loss, grads = grad_fn(model, inputs, labels)
         with jax.named_scope("aj.nnx.dense_update"):
             optimizer.update(model, grads)
         return {"loss": loss}
 
+    last: list[Any] = [None, None, None]  # weakrefs to the model, optimizer; partial
+
+    def step(
+        model: Any, optimizer: nnx.Optimizer, inputs: Any, labels: Any
+    ) -> dict[str, jax.Array]:
+        model_ref, optimizer_ref, partial = last
+        if (
+            model_ref is None
+            or model_ref() is not model
+            or optimizer_ref() is not optimizer
+        ):
+            partial = nnx.cached_partial(
+                jitted, model, optimizer, graph=True, graph_updates=True
+            )
+            last[:] = [weakref.ref(model), weakref.ref(optimizer), partial]
+        return partial(inputs, labels)
+
+    step.jitted = jitted  # the step without the cache: jitted(model, optimizer, ...)
     return step
 
 
