@@ -21,6 +21,9 @@ Steps, timed alternately batch by batch (medians after warm-up, ms):
   `nnx.jit`, `graph=False`), against `nnx_step`.
 - `nnx_step_vs_linen`: `nnx_step` against `aj.nn.make_train_step`'s step of
   the linen model. Target: ratio <= 1.2.
+- `nnx_pure_step_vs_linen`: the step's pure form (`step.pure`: split once,
+  a donated `jax.jit` of the state, no graph work between steps) against the
+  linen step.
 
 First calls, each variant in a process of its own (so that no compiled or
 traced function is shared), median of `--repeats`:
@@ -215,6 +218,9 @@ class Runner:
         grad_fn = (aj.nnx.value_and_grad if adaptive else nnx.value_and_grad)(nnx_loss)
         if kind == "nnx_adaptive":
             self._step = aj.nnx.make_train_step(nnx_loss)
+        elif kind == "nnx_adaptive_pure":
+            self._step = aj.nnx.make_train_step(nnx_loss).pure
+            self.graphdef, self.state = nnx.split((self.model, self.optimizer))
         elif kind.endswith("_split"):
             self._step = split_step(grad_fn)
         elif kind.endswith("_tree"):
@@ -230,6 +236,9 @@ class Runner:
             return metrics["loss"]
         if self.kind == "nnx_plain":
             return self._step(inputs, labels)
+        if self.kind == "nnx_adaptive_pure":
+            self.state, metrics = self._step(self.graphdef, self.state, inputs, labels)
+            return metrics["loss"]
         out = self._step(self.model, self.optimizer, inputs, labels)
         return out["loss"] if isinstance(out, dict) else out
 
@@ -241,6 +250,7 @@ def steps(quick: bool, batch: int) -> None:
         "nnx_adaptive",
         "nnx_adaptive_split",
         "nnx_adaptive_tree",
+        "nnx_adaptive_pure",
         "linen",
         "nnx_plain",
         "nnx_plain_split",
@@ -269,6 +279,7 @@ def steps(quick: bool, batch: int) -> None:
     report("nnx_step_split_merge", ms["nnx_adaptive_split"], ms["nnx_adaptive"])
     report("nnx_step_tree_mode", ms["nnx_adaptive_tree"], ms["nnx_adaptive"])
     report("nnx_step_vs_linen", ms["nnx_adaptive"], ms["linen"])
+    report("nnx_pure_step_vs_linen", ms["nnx_adaptive_pure"], ms["linen"])
 
 
 def first_calls(kind: str, batch: int) -> dict[str, float]:

@@ -300,3 +300,19 @@ def test_the_two_tower_example_trains_resumes_and_serves(capsys):
     assert result["resumed"] and result["served_equal"]
     assert result["auc"] > 0.6  # 0.5: the towers learnt nothing
     assert "served scores equal the model's: True" in capsys.readouterr().out
+
+
+def test_the_pure_step_is_the_step():
+    model, optimizer = fresh()
+    other, other_optimizer = fresh()
+    graphdef, state = nnx.split((other, other_optimizer))
+    for s in range(2):
+        STEP(model, optimizer, *batch(s))
+        state, _ = STEP.pure(graphdef, state, *batch(s))
+    nnx.update((other, other_optimizer), state)
+    assert_trees_close(
+        nnx.state((other, other_optimizer)),
+        nnx.state((model, optimizer)),
+        rtol=0,
+        atol=0,
+    )
