@@ -35,6 +35,8 @@ demo-more: venv
 	$(BIN)/python examples/adaptive_policy.py
 	@echo "== The dynamic table under a stream of ids =="
 	$(BIN)/python examples/table_demo.py
+	@echo "== A two-tower model in Flax NNX: training, checkpoint, export, serving =="
+	$(BIN)/python examples/two_tower.py
 
 # Two workers: the tests are mostly XLA compiles, one core each.
 test: venv lint
@@ -65,6 +67,7 @@ bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/checkpoint_bench.py
 	$(BIN)/python benchmarks/export_bench.py
 	$(BIN)/python benchmarks/shard_bench.py
+	$(BIN)/python benchmarks/flax_bench.py
 
 lint: venv
 	$(BIN)/ruff format --check .

@@ -221,3 +221,35 @@ def test_bad_configuration():
         ajnn.TrainState.create({"params": {}, "batch_stats": {}}, DENSE)
     with pytest.raises(ValueError, match="evict_every must be >= 1, got 0"):
         ajnn.make_train_step(Model().apply, loss_fn, DENSE, evict_every=0)
+
+
+def test_summary_finds_the_tables_wherever_they_are_held(one_step):
+    _, new_state, _, _ = one_step
+    by_state = fc.summary(new_state)
+    assert sorted(by_state) == ["item_embedding", "user_embedding"]
+    assert by_state == fc.summary(new_state.embeddings)
+    assert (
+        by_state["user_embedding"]
+        == fc.summary(new_state.embeddings["Embed_0"]["state"])["user_embedding"]
+    )
+    assert by_state == fc.summary(new_state.variables)
+    with pytest.raises(ValueError, match=r"state.embeddings\[<Embed module>\]"):
+        fc.summary(new_state.params)
+
+
+def test_by_name_splits_in_name_order():
+    class Both(nn.Module):
+        @nn.compact
+        def __call__(self, features):
+            whole = ajnn.Embed([USER, ITEM], SPARSE, name="whole")(features)
+            parts = ajnn.Embed([USER, ITEM], SPARSE, by_name=True, name="parts")(
+                features
+            )
+            return whole, parts
+
+    features, _ = batch()
+    variables = Both().init(jax.random.key(0), features)
+    variables["embedding_state"]["parts"] = variables["embedding_state"]["whole"]
+    whole, parts = Both().apply(variables, features)
+    assert list(parts) == ["item_embedding", "user_embedding"]
+    np.testing.assert_array_equal(whole, jnp.concatenate(list(parts.values()), 1))

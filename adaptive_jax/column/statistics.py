@@ -85,10 +85,10 @@ def _observe(registers: jax.Array, ids: ids_lib.Ids, valid: jax.Array) -> jax.Ar
 
 def distinct_ids(registers) -> float:
     """The HyperLogLog estimate of distinct ids, with linear counting for few."""
-    registers = [int(r) for r in registers]
-    m = len(registers)
-    raw = 0.7213 / (1 + 1.079 / m) * m * m / sum(2.0**-r for r in registers)
-    empty = registers.count(0)
+    registers = np.asarray(registers, np.int64)  # on the host: no op per register
+    m = registers.size
+    raw = 0.7213 / (1 + 1.079 / m) * m * m / float(np.sum(2.0**-registers))
+    empty = int(np.sum(registers == 0))
     if raw <= 2.5 * m and empty:
         return m * math.log(m / empty)
     return raw

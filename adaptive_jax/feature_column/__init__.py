@@ -11,7 +11,8 @@ Columns, with DeepRec's names (frozen dataclasses: hashable, so static under jit
 
 It may import every layer below it (`ids`, `table`, `optim`, `column`); the
 modules: `_specs` (the columns), `_prepare` (raw features to ids, on the
-host), `_layer` (state, lookup, update), `_upkeep` (eviction, statistics).
+host), `_layer` (state, lookup, update), `_upkeep` (eviction, statistics),
+`_find` (the tables wherever a Flax model holds them).
 
 The input layer is functional, state in and state out, and split so that the
 step can be jitted: `prepare` turns raw features into `ColumnIds` on the host
