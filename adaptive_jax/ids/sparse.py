@@ -12,7 +12,11 @@ marks a missing id, as in `tf.feature_column`), from ragged Python lists, and fr
 a COO triple (indices, values, dense shape). String ids are fingerprinted there
 (TensorFlow's Fingerprint64, kept whole, so that both DeepRec's key of a string
 and its TensorFlow bucket derive from it); int ids cross into JAX exactly, as
-`ids.Ids`, with x64 off or on.
+`ids.Ids`, with x64 off or on. The batch they build holds numpy arrays: a
+jitted function takes it as it is, moving it to the device with its other
+arguments, and `jax.device_put` moves it ahead of time (no JAX call per array
+while preparing, so that preparing stays cheap and can run in other threads or
+processes).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
@@ -33,6 +36,9 @@ MIN_SIZE = 8
 @struct.dataclass
 class SparseIds:
     """A batch of variable-length id lists, padded to a static number of entries.
+
+    Its arrays are numpy arrays as built on the host, JAX arrays once moved to
+    a device (or traced in a jitted function).
 
     Attributes:
       indices: `[size, 2] int32`, (example, position) of each id, in row-major
@@ -158,13 +164,13 @@ def _build(
         padded_weights = np.zeros(size, np.float32)
         padded_weights[:num_ids] = weights
     return SparseIds(
-        indices=jnp.asarray(indices),
-        values=ids_lib.from_numpy(padded),
-        valid=jnp.asarray(np.arange(size) < num_ids),
-        dense_shape=jnp.asarray(dense_shape, jnp.int32),
+        indices=indices,
+        values=ids_lib.split(padded),
+        valid=np.arange(size) < num_ids,
+        dense_shape=np.asarray(dense_shape, np.int32),
         batch_size=batch_size,
         strings=strings,
-        weights=None if padded_weights is None else jnp.asarray(padded_weights),
+        weights=padded_weights,
     )
 
 
