@@ -20,7 +20,7 @@ venv: $(INSTALLED)
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "adaptive_jax needs Python >= 3.11, got " + sys.version' 
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,examples]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,examples,grain]'
 	@touch $@
 
 # The CTR example on the default synthetic data (made on first use, in the user's
@@ -47,14 +47,14 @@ test-all: venv
 test-latest:
 	@test -n "$(LATEST_PYTHON)" || (echo "test-latest needs Python >= 3.12 (set LATEST_PYTHON)"; exit 1)
 	@test -x $(LATEST)/bin/python || $(LATEST_PYTHON) -m venv $(LATEST)
-	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -e '.[dev,examples]'
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -e '.[dev,examples,grain]'
 	$(LATEST)/bin/python -m pip list --format=freeze 2>/dev/null | grep -iE '^(jax|jaxlib|flax|optax|orbax-checkpoint|numpy)=='
 	$(LATEST)/bin/python -m pytest -m "not slow" -q -n 2
 
 # The benchmarks compare with TensorFlow: the `bench` extra adds it (what is
 # installed already, pinned, stays).
 $(BENCH_INSTALLED): $(INSTALLED)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,examples,grain,bench]'
 	@touch $@
 
 bench: $(BENCH_INSTALLED)

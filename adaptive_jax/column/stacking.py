@@ -286,21 +286,22 @@ def _dense_column_ids(
     widths = np.array([m.shape[1] for m in matrices])
     batch = _host_ids.as_sparse(np.concatenate(matrices, axis=1), key, size)
     num_ids = int(np.count_nonzero(batch.valid))
-    column = batch.indices[:num_ids, 1]
-    field = np.repeat(np.arange(len(members)), widths)[column]
+    indices, entries = batch.indices, slice(0, num_ids)
+    field = indices[entries, 1].copy()  # the joined batch's column: its member...
+    if np.any(widths != 1):  # else the column is the member
+        field = np.repeat(np.arange(len(members), dtype=np.int32), widths)[field]
+    salts, starts, bucket_sizes = _member_tables(tuple(members))
     per_entry = None
     if sizes[0] is not None:
-        per_entry = np.ones(batch.size, np.int64)
-        per_entry[:num_ids] = np.asarray(sizes)[field]
+        per_entry = np.ones(batch.size, np.uint64)
+        per_entry[entries] = bucket_sizes[field]
     keys, buckets = _host_ids.keys_and_buckets(
         batch, key=key, dtype=dtype, hash_bucket_size=per_entry
     )
-    salts = np.array([salt(m.key) for m in members])
-    keys[:num_ids] ^= salts[field]
-    buckets[:num_ids] += offsets(members)[field].astype(np.int32)
-    indices = batch.indices
-    indices[:num_ids, 0] = indices[:num_ids, 0] * len(members) + field
-    indices[:num_ids, 1] -= (np.cumsum(widths) - widths)[field].astype(np.int32)
+    keys[entries] ^= salts[field]
+    buckets[entries] += starts[field]
+    indices[entries, 1] -= (np.cumsum(widths) - widths).astype(np.int32)[field]
+    indices[entries, 0] = indices[entries, 0] * len(members) + field  # ...its row
     indices[num_ids:, 0] = batch_size * len(members)
     stacked = batch.replace(
         indices=indices,
@@ -308,6 +309,16 @@ def _dense_column_ids(
         dense_shape=np.asarray([batch_size * len(members), widths.max()], np.int32),
         batch_size=batch_size * len(members),
     )
-    return _host_ids.ColumnIds(
-        ids=stacked, buckets=buckets, to_dynamic=None
-    ), batch_size
+    column_ids = _host_ids.ColumnIds(ids=stacked, buckets=buckets, to_dynamic=None)
+    return column_ids, batch_size
+
+
+@functools.lru_cache(maxsize=64)
+def _member_tables(
+    members: tuple[Member, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per member: its key salt (int64), its segment's first bucket (int32)
+    and its bucket count (uint64, 1 without static table)."""
+    salts = np.array([salt(m.key) for m in members], np.int64)
+    sizes = np.array([m.hash_bucket_size or 1 for m in members], np.uint64)
+    return salts, offsets(members).astype(np.int32), sizes

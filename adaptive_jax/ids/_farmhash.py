@@ -118,7 +118,11 @@ def _hash_len16(u: np.ndarray, v: np.ndarray, mul: np.ndarray) -> np.ndarray:
 
 
 def _multiplier(lengths: np.ndarray) -> np.ndarray:
-    """`k2 + 2 * len`, the multiplier of the 4-to-64-byte cases."""
+    """`k2 + 2 * len`, the multiplier of the 4-to-64-byte cases (one number
+    when the strings have one length, which saves an array)."""
+    shortest = int(lengths.min())
+    if shortest == int(lengths.max()):
+        return np.full(1, _K2 + _U64(2 * shortest))  # one lane, broadcast
     return _K2 + (lengths.astype(_U64) << _U64(1))
 
 

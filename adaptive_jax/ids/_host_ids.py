@@ -65,19 +65,21 @@ def keys_and_buckets(
         kind = "strings" if batch.strings else "integers"
         raise ValueError(f"column '{key}' has dtype {dtype}, but its ids are {kind}")
     valid = np.asarray(batch.valid)
+    count = int(np.count_nonzero(valid))
+    real = slice(0, count) if valid[:count].all() else valid  # built: a prefix
     values = ids_lib.to_numpy(batch.values)
     keys = values
     if batch.strings:
-        keys = np.where(valid, values.view(np.uint64) % _STRING_KEY_MODULUS, 0)
-        keys = keys.astype(np.int64)
+        keys = np.zeros(values.shape, np.int64)
+        keys[real] = values[real].view(np.uint64) % _STRING_KEY_MODULUS
     buckets = np.zeros(values.shape, np.int32)
     if hash_bucket_size is not None:
         if batch.strings:
-            prints = values[valid].view(np.uint64)
+            prints = values[real].view(np.uint64)
         else:
-            prints = _fingerprint.fingerprint64(values[valid])
+            prints = _fingerprint.fingerprint64(values[real])
         sizes = np.asarray(hash_bucket_size, np.uint64)
-        buckets[valid] = prints % (sizes[valid] if sizes.ndim else sizes)
+        buckets[real] = prints % (sizes[real] if sizes.ndim else sizes)
     return keys, buckets
 
 
