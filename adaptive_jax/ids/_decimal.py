@@ -62,7 +62,8 @@ def words(values: np.ndarray) -> Words:
     columns = np.zeros((4, values.size), _U64)  # column-major: each word contiguous
     columns[0], columns[1], columns[2] = high, top - high * _E8, magnitude - top * _E8
     digits = columns[:3]
-    digits[:] = eight_digits(digits)
+    used = 0 if high.any() else 1 if top.any() else 2  # parts all 0 stay 0
+    digits[used:] = eight_digits(digits[used:])
     # The first word with a digit other than 0, and that digit's byte in it.
     first = np.where(high > 0, 0, np.where(top > 0, 1, 2))
     skipped = 8 * first + _leading_zero_bytes(
