@@ -77,10 +77,10 @@ format: venv
 clean:
 	rm -rf $(VENV) $(LATEST) ctr_out claim_out .pytest_cache .ruff_cache .hypothesis *.egg-info
 
-# The GPU suite (benchmarks/gpu_suite.sh): the CUDA plugin of the pinned jax into
-# .venv, a check that JAX sees the GPU, then the table, train-step, FTRL and CTR
-# benchmarks and the fast tests on it, in 8 minutes, JSON lines into
+# The GPU suite (benchmarks/gpu_suite.py): the CUDA plugin of the pinned jax into
+# .venv-gpu, a check that JAX sees the GPU, then the table, train-step, FTRL and
+# CTR benchmarks and the fast tests on it, in 8 minutes, JSON lines into
 # build/gpu_suite.jsonl. `make bench-gpu BENCH_GPU_ARGS=--quick` for 3 minutes;
 # `--cpu` runs it on the CPU; `--help` for the rest.
 bench-gpu:
-	bash benchmarks/gpu_suite.sh $(BENCH_GPU_ARGS)
+	$(PYTHON) benchmarks/gpu_suite.py $(BENCH_GPU_ARGS)

@@ -3,6 +3,8 @@ of data, shutdown; and batches prepared in workers equal `prepare`'s."""
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
 import threading
 import time
 
@@ -241,3 +243,28 @@ def test_the_grain_transform_rejects_bad_features_naming_the_column():
     batch["user"] = batch["user"].astype(np.float32)
     with pytest.raises(Exception, match="user"):
         PrepareBatch(columns()).map(batch)
+
+
+# The example.
+
+
+def load_example(name: str):
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_grain_example_trains_on_batches_prepared_in_the_pipeline(capsys):
+    # In this process (no worker), so that the fast tests stay fast; the
+    # worker processes run in the test above and in the slow one below.
+    means = load_example("grain_input").main(["--workers", "0", "--steps", "40"])
+    assert len(means) == 10 and means[-1] < means[0] - 0.05  # the loss falls
+    assert "mean loss by tenth" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # two worker processes start: about a minute on 2 cores
+def test_the_grain_example_trains_with_worker_processes(absl_flags_parsed):
+    means = load_example("grain_input").main(["--workers", "2", "--steps", "20"])
+    assert means[-1] < means[0]
