@@ -60,6 +60,7 @@ $(BENCH_INSTALLED): $(INSTALLED)
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/table_bench.py
 	$(BIN)/python benchmarks/hash_bench.py
+	$(BIN)/python benchmarks/input_bench.py
 	$(BIN)/python benchmarks/optim_bench.py
 	$(BIN)/python benchmarks/step_bench.py
 	$(BIN)/python benchmarks/checkpoint_bench.py

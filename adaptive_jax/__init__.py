@@ -4,7 +4,7 @@ The public modules (`feature_column`, `optim`, `hashing`, `sparse`, ...) and
 names load on first use, so that a serving process can import
 `adaptive_jax.serving` without the training stack (optax, orbax). They live in
 sub-packages by layer (`ids`, `table`, `optim`, `column`, `feature_column`,
-`parallel`, `serving`, `persist`; docs/architecture.md); import them from here, as
+`parallel`, `serving`, `persist`, `pipeline`; docs/architecture.md); import them from here, as
 `from adaptive_jax import feature_column as fc`.
 """
 
@@ -30,6 +30,7 @@ _SUBMODULES = {  # public module -> where it lives (the layers: docs/architectur
     "optim": "optim",
     "options": "column.options",
     "partitioned": "column.partitioned",
+    "pipeline": "pipeline",
     "serving": "serving",
     "sharding": "parallel.sharding",
     "sparse": "ids.sparse",
