@@ -4,8 +4,8 @@ The public modules (`feature_column`, `optim`, `hashing`, `sparse`, ...) and
 names load on first use, so that a serving process can import
 `adaptive_jax.serving` without the training stack (optax, orbax). They live in
 sub-packages by layer (`ids`, `table`, `optim`, `column`, `feature_column`,
-`parallel`, `serving`, `persist`, `pipeline`; docs/architecture.md); import them from here, as
-`from adaptive_jax import feature_column as fc`.
+`parallel`, `serving`, `persist`, `pipeline`; docs/architecture.md); import
+them from here, as `from adaptive_jax import feature_column as fc`.
 """
 
 import importlib

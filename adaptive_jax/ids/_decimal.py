@@ -20,20 +20,26 @@ _U64 = np.uint64
 _E8 = _U64(10**8)
 _END = 24  # each id's string ends at this byte of its row of words
 _ASCII_ZEROS = _U64(0x3030303030303030)
+_SPLIT_4 = _U64((1 - (10_000 << 32)) % 2**64)
+_SPLIT_2 = _U64((1 - (100 << 16)) % 2**64)
+_SPLIT_1 = _U64((1 - (10 << 8)) % 2**64)
 _ZERO_TO_MINUS = _U64(ord("0") ^ ord("-"))
 
 
 def eight_digits(x: np.ndarray) -> np.ndarray:
     """`x < 10**8` (uint64) as its eight decimal digits, one per byte (values
     0-9, most significant first in memory, leading zeros included)."""
+    # Each halving puts the quotient in the low half of a lane and the
+    # remainder in the high half: q + (v - d*q) << s == (v << s) + q*(1 - d << s),
+    # exact lane by lane (no lane borrows), so modulo 2**64 too.
     high = x // _U64(10_000)
-    lanes = high | ((x - high * _U64(10_000)) << _U64(32))  # 2 lanes of 4 digits
+    lanes = (x << _U64(32)) + high * _SPLIT_4  # 2 lanes of 4 digits
     # lane // 100 == (lane * 10486) >> 20 below 10**4; lanes cannot carry.
     hundreds = ((lanes * _U64(10486)) >> _U64(20)) & _U64(0x0000007F0000007F)
-    lanes = hundreds | ((lanes - hundreds * _U64(100)) << _U64(16))  # 4 of 2
+    lanes = (lanes << _U64(16)) + hundreds * _SPLIT_2  # 4 lanes of 2 digits
     # lane // 10 == (lane * 103) >> 10 below 100.
     tens = ((lanes * _U64(103)) >> _U64(10)) & _U64(0x000F000F000F000F)
-    return tens | ((lanes - tens * _U64(10)) << _U64(8))  # 8 lanes of 1 digit
+    return (lanes << _U64(8)) + tens * _SPLIT_1  # 8 lanes of 1 digit
 
 
 def _leading_zero_bytes(word: np.ndarray) -> np.ndarray:

@@ -147,8 +147,11 @@ def _build(
     dense_shape: tuple[int, int],
     weights: np.ndarray | None,
     size: int | None,
+    *,
+    hashed: bool = False,
 ) -> SparseIds:
-    """Pads host arrays of the real entries into a `SparseIds`."""
+    """Pads host arrays of the real entries into a `SparseIds`; `hashed`:
+    the values are strings' fingerprints already (uint64)."""
     num_ids = len(values)
     if weights is not None and len(weights) != num_ids:
         raise ValueError(f"{len(weights)} weights for {num_ids} ids: give one per id")
@@ -158,7 +161,10 @@ def _build(
     indices[:, 0] = batch_size
     indices[:num_ids, 0], indices[:num_ids, 1] = rows, positions
     padded = np.zeros(size, np.int64)
-    padded[:num_ids], strings = _as_int64(values)
+    if hashed:
+        padded[:num_ids], strings = values.view(np.int64), True
+    else:
+        padded[:num_ids], strings = _as_int64(values)
     padded_weights = None
     if weights is not None:
         padded_weights = np.zeros(size, np.float32)
@@ -220,6 +226,9 @@ def from_dense(
                 "give one weight per id"
             )
         weights = weights.reshape(array.shape)[present]
+    if array.dtype.kind in "US":  # hashed in place: no copy of the strings
+        values = _fingerprint.fingerprint64(array)[present]
+        return _build(rows, positions, values, array.shape, weights, size, hashed=True)
     return _build(rows, positions, array[present], array.shape, weights, size)
 
 
