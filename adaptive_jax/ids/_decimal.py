@@ -80,7 +80,9 @@ def words(values: np.ndarray) -> Words:
     if negative is not None:
         lengths += negative
         _write_minus(columns, np.where(negative, _END - lengths, _END))
-    return Words(columns.T, _END - lengths, lengths)
+    # A class's reads reach at most 16 bytes before or 8 after a string's
+    # start or end; the strings end at byte 24 of 32: every read is inside.
+    return Words(columns.T, _END - lengths, lengths, reads_anywhere=True)
 
 
 def _write_minus(columns: np.ndarray, at: np.ndarray) -> None:

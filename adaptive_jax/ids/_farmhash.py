@@ -44,12 +44,16 @@ class Words:
       lengths: `[n] int64`, each string's length in bytes.
       row: `[n] int64`, each string's row; None for row `i` (one per string),
         which lets reads at a common offset take whole columns.
+      reads_anywhere: every class of the algorithm up to 32 bytes reads
+        inside the rows whatever a string's length (so one class may hash
+        every lane, its results for other lengths then overwritten).
     """
 
     words: np.ndarray
     start: np.ndarray | int
     lengths: np.ndarray
     row: np.ndarray | None = None
+    reads_anywhere: bool = False
 
     def take(self, lanes: np.ndarray | slice) -> Words:
         """The strings `lanes` (indices or a slice), as a layout of their own."""
@@ -267,16 +271,20 @@ def fingerprint64(strings: Words) -> np.ndarray:
     if lengths.size == 0:
         return np.zeros(0, _U64)
     shortest, longest = int(lengths.min()), int(lengths.max())
-    out = np.full(lengths.size, _K2)  # the empty string's
+    if shortest > 0:
+        for low, high, hash_class in _CLASSES:
+            if shortest >= low and (high is None or longest <= high):
+                return hash_class(strings)  # one class holds them all
+    classes = []  # (lanes, hash) of each class with strings in it
     for low, high, hash_class in _CLASSES:
-        if shortest >= low and (high is None or longest <= high):
-            return hash_class(strings)  # one class holds them all
-        if longest < low or (high is not None and shortest > high):
-            continue
-        inside = (
-            lengths >= low if high is None else (lengths >= low) & (lengths <= high)
-        )
-        lanes = np.flatnonzero(inside)
-        if lanes.size:
-            out[lanes] = hash_class(strings.take(lanes))
+        if longest >= low and (high is None or shortest <= high):
+            lanes = np.flatnonzero((lengths >= low) & (lengths <= (high or longest)))
+            if lanes.size:
+                classes.append((lanes, hash_class))
+    out = np.full(lengths.size, _K2)  # the empty string's
+    if strings.reads_anywhere and classes:  # the commonest class on every lane
+        lanes, hash_class = classes.pop(int(np.argmax([c[0].size for c in classes])))
+        out[lanes] = hash_class(strings)[lanes]
+    for lanes, hash_class in classes:
+        out[lanes] = hash_class(strings.take(lanes))
     return out

@@ -134,9 +134,9 @@ def column_ids(
     )
     if mask is not None:
         mask = routing_mask(batch, key, mask)
-    return ColumnIds(
-        ids=batch.replace(values=ids_lib.split(keys)), buckets=buckets, to_dynamic=mask
-    )
+    if batch.strings:  # an int id is its own key: its values stay
+        batch = batch.replace(values=ids_lib.split(keys))
+    return ColumnIds(ids=batch, buckets=buckets, to_dynamic=mask)
 
 
 def feature_ids(

@@ -216,8 +216,10 @@ def from_dense(
         missing = b"" if array.dtype.kind == "S" else ""
     present = np.ones(array.shape, bool) if missing is None else array != missing
     flat = np.flatnonzero(present)  # a fifth of np.nonzero's time on 2-d masks
-    rows = flat // max(array.shape[1], 1)
-    positions = flat - rows * array.shape[1]
+    rows, positions = flat, np.zeros_like(flat)  # one id per example
+    if array.shape[1] != 1:
+        rows = flat // max(array.shape[1], 1)
+        positions = flat - rows * array.shape[1]
     if weights is not None:
         weights = _float_weights(weights, "weights")
         if weights.shape != np.shape(values):
