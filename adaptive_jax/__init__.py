@@ -4,10 +4,10 @@ The public modules (`feature_column`, `optim`, `hashing`, `sparse`, ...) and
 names load on first use, so that a serving process can import
 `adaptive_jax.serving` without the training stack (optax, orbax). They live in
 sub-packages by layer (`ids`, `table`, `optim`, `column`, `feature_column`,
-`parallel`, `serving`, `persist`; docs/architecture.md); import them from here, as
-`from adaptive_jax import feature_column as fc`, or by their dotted paths, as
-`from adaptive_jax.checkpoint import Checkpointer`: an import hook gives the
-module where it lives, one module object under both names.
+`parallel`, `serving`, `persist`, `pipeline`; docs/architecture.md); import
+them from here, as `from adaptive_jax import feature_column as fc`, or by their
+dotted paths, as `from adaptive_jax.checkpoint import Checkpointer`: an import
+hook gives the module where it lives, one module object under both names.
 """
 
 import importlib
@@ -37,6 +37,7 @@ _SUBMODULES = {  # public module -> where it lives (the layers: docs/architectur
     "optim": "optim",
     "options": "column.options",
     "partitioned": "column.partitioned",
+    "pipeline": "pipeline",
     "serving": "serving",
     "sharding": "parallel.sharding",
     "sparse": "ids.sparse",

@@ -168,7 +168,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     record = Record(args.threshold)
     find = jax.jit(lambda table, keys: table_lib.find(table, keys).rows)
     for batch in run.reader(dataset.train, options, test=False):
-        ids, counts, labels, weights = train._device_batch(
+        (ids, counts, labels, weights), _ = train._device_batch(
             batch, columns, args.batch_size
         )
         static_before = np.asarray(tables[name].static.values)

@@ -17,6 +17,7 @@ ALLOWED = {  # layer -> the layers (and helpers) its modules may import
     "feature_column": {"ids", "table", "optim", "column", "_numerics"},
     "parallel": {"ids", "table", "optim", "column", "feature_column", "_numerics"},
     "serving": {"ids", "table", "column.combiners", "column.stacking"},
+    "pipeline": {"ids", "table", "optim", "column", "feature_column", "_numerics"},
 }
 # The faces (modules at the top of the package) may import every layer; the
 # layers none of them.
