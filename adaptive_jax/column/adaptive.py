@@ -67,6 +67,7 @@ class DynamicLookup(NamedTuple):
     trained: jax.Array  # [n] bool, its gradient trains that row
     read: jax.Array  # [n] bool, it reads that row
     refused: jax.Array  # [n] bool, the admission filter kept it out
+    new: jax.Array  # [n] bool, its key got its row in this lookup
 
 
 def dynamic_lookup(
@@ -133,7 +134,7 @@ def dynamic_lookup(
     read = trained
     if static is None and admission is not None:
         read = trained & ~new  # admitted now: not yet read
-    return dynamic, sketch, DynamicLookup(rows, trained, read, refused)
+    return dynamic, sketch, DynamicLookup(rows, trained, read, refused, new)
 
 
 def dynamic_read(
@@ -324,7 +325,7 @@ def lookup(
             options.feature_salts,
             dynamic_values,
             whole,
-            found.read,
+            found,
             placement.axis_name,
         )
     residuals = Residuals(static_rows, dynamic_rows, inputs.ids.row_ids, scale)

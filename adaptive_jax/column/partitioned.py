@@ -97,7 +97,7 @@ def routes(
     return Routes(slot, send & ~fits)
 
 
-_TRAINED, _READ, _REFUSED = 1, 2, 4  # the flags of an entry, sent back
+_TRAINED, _READ, _REFUSED, _NEW = 1, 2, 4, 8  # the flags of an entry, sent back
 
 
 def lookup(
@@ -192,6 +192,7 @@ def lookup(
             jnp.where(found.trained, _TRAINED, 0)
             | jnp.where(found.read, _READ, 0)
             | jnp.where(found.refused, _REFUSED, 0)
+            | jnp.where(found.new, _NEW, 0)
         ).astype(jnp.int8)
         rows = jnp.where(found.trained, found.rows, dynamic.capacity)
         return dynamic, sketch, values, flags, rows
@@ -208,6 +209,7 @@ def lookup(
         trained=(flags & _TRAINED) != 0,
         read=(flags & _READ) != 0,
         refused=(flags & _REFUSED) != 0,
+        new=(flags & _NEW) != 0,
     )
     embeddings, state, static_rows, scale = adaptive.serve(
         state,
@@ -222,7 +224,7 @@ def lookup(
     )
     if fitted:
         state = _migration.record_fitted(
-            state, inputs, options.feature_salts, values, whole, found.read, axis_name
+            state, inputs, options.feature_salts, values, whole, found, axis_name
         )
     residuals = adaptive.Residuals(
         static_rows,

@@ -169,8 +169,8 @@ def summary(state) -> dict[str, int | float]:
     `exchange_overflows`; `split_overflows`; with migration "fitted",
     `migration_share` and `migration_evidence`, per feature (a stacked column's
     members in order): the share of its bucket a promoted row starts from, and
-    the control entries it was measured on. A partitioned table's figures are
-    its partitions' sums.
+    the control ids it was measured on (promoted so far). A partitioned
+    table's figures are its partitions' sums.
     """
     stats, dynamic = jax.device_get((state.stats, state.dynamic))
     out: dict[str, int | float] = {}
@@ -199,5 +199,5 @@ def summary(state) -> dict[str, int | float]:
     share = getattr(state, "share", None)
     if share is not None:
         out["migration_share"] = tuple(float(x) for x in _share.shares(share))
-        out["migration_evidence"] = tuple(int(x) for x in np.asarray(share.sums)[:, 2])
+        out["migration_evidence"] = tuple(int(x) for x in np.asarray(share.sums)[:, 3])
     return out
