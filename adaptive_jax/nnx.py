@@ -16,8 +16,9 @@ table ever exists. The tables train by jax-tpu-embedding's three phases:
 `value_and_grad(loss_fn)` does the three for a custom loop and returns the
 params' gradient for the dense optimizer; `make_train_step(loss_fn)` is the
 whole step, jitted once with the model's state donated. Called anywhere else
-(`model(features)`), an `Embed` is an eval: it reads what a training lookup
-would read, and nothing changes. `serve(model, built)` is the model reading a
+(`model(features)`), an `Embed` is an eval: nothing changes and nothing is
+inserted, so an id without a row reads its bucket, as a serving export
+serves it. `serve(model, built)` is the model reading a
 serving export instead of its tables.
 
 Example (a model and its training loop):
@@ -123,7 +124,7 @@ class Embed(nnx.Module):
     columns' ids too); prepare on the host, outside jit. Call each `Embed` once
     per forward pass. Inside `value_and_grad` (and `make_train_step`) its
     lookup inserts rows and its tables train; called anywhere else it is an
-    eval: the lookup runs and its new state is dropped.
+    eval: nothing is inserted; an id without a row reads its bucket.
 
     Attributes:
       columns: the embedding columns, in the order of their names.
@@ -179,7 +180,11 @@ class Embed(nnx.Module):
             current.shapes[path] = jax.ShapeDtypeStruct(shape, jnp.float32)
             return self._output(jnp.zeros(shape, jnp.float32))
         embeddings, tables, residuals = fc.input_layer(
-            features, self.columns, self.tables.get_value(), optimizer=self.optimizer
+            features,
+            self.columns,
+            self.tables.get_value(),
+            optimizer=self.optimizer,
+            training=path is not None,
         )
         if path is not None:
             if path in current.residuals:

@@ -84,6 +84,7 @@ def dynamic_lookup(
     migration: str,
     admission: Any,
     weights: jax.Array | None = None,
+    inserts: bool = True,
 ) -> tuple[ev_lib.EmbeddingVariable, _sketch.Sketch | None, DynamicLookup]:
     """The dynamic table's part of a lookup: admit, insert (migrate), find rows.
 
@@ -100,11 +101,18 @@ def dynamic_lookup(
       weights: `[n] int32`, the occurrences each entry stands for in the
         counts (1 if None): an entry for the repeats of its key on a device,
         merged before the exchange.
+      inserts: False finds rows only (an evaluation): no admission, no
+        insertion, nothing counted.
 
     Returns:
       `(dynamic, sketch, DynamicLookup)`.
     """
     found = table_lib.find(dynamic.table, keys)
+    if not inserts:
+        trained = routed & (found.rows >= 0)
+        nothing = jnp.zeros_like(routed)
+        rows = jnp.where(trained, found.rows, table_lib.EMPTY)
+        return dynamic, sketch, DynamicLookup(rows, trained, trained, nothing, nothing)
     absent = routed & (found.rows < 0)
     insert, freq, refused = absent, None, jnp.zeros_like(routed)
     if admission is not None:
@@ -165,6 +173,7 @@ def dynamic_read(
         migration=options.migration,
         admission=options.admission if by_policy else None,
         weights=weights,
+        inserts=options.inserts,
     )
     values = ev_lib.gather(dynamic, jnp.where(found.read, found.rows, dynamic.capacity))
     return dynamic, sketch, found, values

@@ -32,7 +32,9 @@ from adaptive_jax.feature_column._specs import EmbeddingColumn, ordered
 from adaptive_jax.table import _sketch
 
 
-def _step_options(column: EmbeddingColumn, optimizer: Any) -> adaptive.StepOptions:
+def _step_options(
+    column: EmbeddingColumn, optimizer: Any, training: bool = True
+) -> adaptive.StepOptions:
     """What the column's lookup and update need of it and of the optimizer."""
     static_spec, dynamic_spec = optimizers(column, optimizer)
     categorical = column.categorical_column
@@ -51,6 +53,7 @@ def _step_options(column: EmbeddingColumn, optimizer: Any) -> adaptive.StepOptio
             if categorical.members is None
             else tuple(int(stacking.salt(m.key)) for m in categorical.members)
         ),
+        inserts=training,
     )
 
 
@@ -160,6 +163,7 @@ def input_layer(
     optimizer: Any,
     adaptive_mask_tensors: Mapping[str, Any] | None = None,
     layout: Any = None,
+    training: bool = True,
 ) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
     """The embeddings of the columns, concatenated: `[batch, sum of dimensions]`.
 
@@ -178,6 +182,9 @@ def input_layer(
       adaptive_mask_tensors: with raw features, the routing masks.
       layout: a `sharding.Layout` to run over a device mesh (the features from
         `sharding.prepare`, the state from `Layout.place`), or None.
+      training: False for an evaluation: nothing is admitted or inserted, an
+        id without a row reads its bucket, as a serving export serves it
+        (the result does not depend on which ids share the batch).
 
     Returns:
       `(embeddings, state, residuals)`.
@@ -195,11 +202,18 @@ def input_layer(
         )
     features = {c.name: features[c.name] for c in columns}
     return _input_layer(
-        features, dict(state), columns=columns, optimizer=optimizer, layout=layout
+        features,
+        dict(state),
+        columns=columns,
+        optimizer=optimizer,
+        layout=layout,
+        training=training,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("columns", "optimizer", "layout"))
+@functools.partial(
+    jax.jit, static_argnames=("columns", "optimizer", "layout", "training")
+)
 def _input_layer(
     features: dict[str, adaptive.ColumnIds],
     state: dict[str, adaptive.ColumnState],
@@ -207,6 +221,7 @@ def _input_layer(
     columns: tuple[EmbeddingColumn, ...],
     optimizer: Any,
     layout: Any,
+    training: bool,
 ) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
     """`input_layer` on prepared features; jitted, so that it runs fast eagerly too."""
 
@@ -214,7 +229,7 @@ def _input_layer(
         outputs, residuals = [], {}
         for column in columns:
             categorical, name = column.categorical_column, column.name
-            options = _step_options(column, optimizer)
+            options = _step_options(column, optimizer, training)
             placement = _placement(layout, name, axis_name)
             if categorical.partition_num is None:
                 looked_up = adaptive.lookup(
