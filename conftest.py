@@ -15,7 +15,7 @@ import tempfile
 # The tests' programs are small and many: XLA's LLVM backend at -O0 compiles them
 # about a sixth faster in all. The numbers do not depend on it: XLA:CPU leaves
 # fast-math off, so LLVM may not reorder float arithmetic at any level. The flag
-# reaches a GPU backend too (its kernels at -O0): benchmarks/gpu_suite.sh sets
+# reaches a GPU backend too (its kernels at -O0): benchmarks/gpu_suite.py sets
 # XLA_FLAGS itself for its test run. The sharding tests build their meshes from
 # `jax.devices("cpu")`, so they run on 8 host devices beside an accelerator.
 os.environ.setdefault(

@@ -8,13 +8,10 @@ loss with respect to (dense params, embedding activations), then the dense optax
 optimizer on the params and the sparse optimizer on the tables, fed by the
 gradient of the activations (`feature_column.apply_gradients`).
 
-Why linen and not NNX: linen modules hold no state; the variables go into
-`apply` and the changed ones come out, which is how the functional core already
-works (state in, state out). The step is then a pure function of a
-`TrainState` of arrays that jits with `donate_argnums`, so the tables update in
-place. An NNX module would hold the tables as mutable attributes, changed in
-place during the forward pass, and each jitted step would have to split and
-merge them around the core's own state passing.
+The NNX face (`adaptive_jax.nnx`, Flax's recommended API) is the first one; this
+one is for linen models. A linen `Embed` run through `nnx.bridge.ToNNX` could
+not train its tables (the bridge applies it with its collections immutable), so
+the bridge raises, naming `adaptive_jax.nnx.Embed`.
 
 Where the lookup runs: inside the function given to `jax.value_and_grad`,
 since it is part of the model, but nothing it computes depends on the
@@ -64,10 +61,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct, traverse_util
+from flax import nnx, struct, traverse_util
 
-from adaptive_jax import _numerics
+from adaptive_jax import _faces, _numerics, serving
 from adaptive_jax import feature_column as fc
+from adaptive_jax._faces import pad_batch as pad_batch
 from adaptive_jax.column import adaptive
 
 EMBEDDING_STATE = "embedding_state"
@@ -85,22 +83,6 @@ class Lookup:
     optimizer: Any = struct.field(pytree_node=False)
 
 
-def _check_features(features: Any, columns: Sequence[fc.EmbeddingColumn]) -> None:
-    """Raises a ValueError naming the column whose prepared ids are missing."""
-    if not isinstance(features, Mapping):
-        raise ValueError(
-            f"Embed takes a dict of prepared features, got {type(features).__name__}"
-        )
-    for column in columns:
-        key = column.categorical_column.key
-        if not isinstance(features.get(column.name), adaptive.ColumnIds):
-            raise ValueError(
-                f"Embed: column '{key}': feature '{column.name}' is missing from "
-                f"the prepared features (they have {sorted(features)}); prepare "
-                "the batch on the host with feature_column.prepare(features, columns)"
-            )
-
-
 class Embed(nn.Module):
     """The concatenated embeddings of a set of columns, `[batch, sum of dims]`.
 
@@ -112,16 +94,22 @@ class Embed(nn.Module):
       `"embedding_state"`: `{"state": {column name: ColumnState}}`, made by
         `model.init` (`feature_column.init_state`, from the `"params"` rng).
         Mutable in training: the lookup inserts new rows. Immutable (eval), the
-        lookup runs and its new state is dropped.
+        lookup inserts nothing: an id without a row reads its bucket, as in a
+        serving export.
       `"embedding_lookups"`: `{"lookup": Lookup}`, written when mutable.
       `"embedding_activations"`: zeros added to the output, whose gradient is
         the gradient of the embeddings (linen's `perturb`).
     `make_train_step` handles all three; `model.init` makes only the first.
 
+    The output is `[batch, sum of widths]`, the columns in the order of their
+    names (`feature_column.ordered`, TensorFlow's rule), not the order given;
+    with `by_name=True`, a dict `{column name: [batch, width]}`.
+
     Attributes:
       columns: the embedding columns.
       optimizer: the sparse optimizer of their tables (`optim.ftrl(...)`);
         create it once, outside the model, as it is a static argument under jit.
+      by_name: return a dict by column name instead of the concatenation.
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, flax.linen as nn
@@ -148,33 +136,79 @@ class Embed(nn.Module):
 
     columns: Sequence[fc.EmbeddingColumn]
     optimizer: Any
+    by_name: bool = False
 
     @nn.compact
     def __call__(self, features: Mapping[str, adaptive.ColumnIds]) -> jax.Array:
         columns = tuple(fc.ordered(self.columns))
-        _check_features(features, columns)
+        _faces.check_features(features, columns)
         state = self.variable(
             EMBEDDING_STATE,
             "state",
             lambda: fc.init_state(columns, self.optimizer, self.make_rng("params")),
         )
         embeddings, new_state, residuals = fc.input_layer(
-            features, columns, state.value, optimizer=self.optimizer
+            features,
+            columns,
+            state.value,
+            optimizer=self.optimizer,
+            training=self.is_mutable_collection(EMBEDDING_STATE),
         )
         if self.is_initializing():
-            return embeddings
+            return self._output(embeddings)
         if self.is_mutable_collection(EMBEDDING_STATE):
             state.value = new_state
         if self.is_mutable_collection(LOOKUPS):
             self.put_variable(
                 LOOKUPS, "lookup", Lookup(residuals, columns, self.optimizer)
             )
-        return self.perturb("activations", embeddings, collection=ACTIVATIONS)
+        return self._output(
+            self.perturb("activations", embeddings, collection=ACTIVATIONS)
+        )
+
+    def _output(self, embeddings: jax.Array) -> Any:
+        if self.by_name:
+            return _faces.by_name(embeddings, self.columns)
+        return embeddings
+
+
+class _BridgedTables(nnx.Variable):
+    """What `nnx.bridge.ToNNX` would make of the `"embedding_state"`
+    collection: never made. The bridge applies a linen module with its
+    collections immutable, so an `Embed` inside it would look up, insert
+    nothing and never update its tables, while the dense params train: no
+    error, a model that learns less. Making one raises instead."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        del args, kwargs
+        raise TypeError(
+            "adaptive_jax.nn.Embed (linen) cannot train its tables through "
+            "flax.nnx.bridge.ToNNX: the bridge applies it with its collections "
+            "immutable, so its lookups would insert nothing and no sparse update "
+            "would run. In an NNX model use adaptive_jax.nnx.Embed (its tables are "
+            "an nnx.Variable that adaptive_jax.nnx.make_train_step trains)"
+        )
+
+
+if nnx.variablelib.VariableTypeCache.get(EMBEDDING_STATE) is None:
+    nnx.register_variable_name(EMBEDDING_STATE, _BridgedTables)
 
 
 @struct.dataclass
 class TrainState:
-    """Everything a train step changes; arrays only, so that it can be donated."""
+    """Everything a train step changes; arrays only, so that it can be donated.
+
+    The tables are in `embeddings`, by module path: `state.embeddings["Embed_0"]
+    ["state"]` is one `Embed`'s `{column name: ColumnState}`, what
+    `export.export` takes; `feature_column.summary(state)` finds them all.
+
+    Unlike `flax.training.train_state.TrainState`, it holds no `apply_fn` or
+    `tx` and has no `apply_gradients(grads=...)`: a dense gradient tree cannot
+    train the tables, whose update needs the lookup's residuals and the
+    gradient of the activations; a method that took it would train the dense
+    params alone, silently. `make_train_step(apply_fn, loss_fn, tx)` takes the
+    two and does both updates.
+    """
 
     step: jax.Array  # [] int32, steps taken
     params: Any  # the "params" collection
@@ -208,24 +242,6 @@ class TrainState:
     def variables(self) -> dict[str, Any]:
         """The variables for `model.apply`; read-only there, as in an eval."""
         return {"params": self.params, EMBEDDING_STATE: self.embeddings}
-
-
-def _check_labels(inputs: Any, labels: Any) -> None:
-    """Raises a ValueError naming a feature whose batch size the labels miss."""
-    leaves = jax.tree_util.tree_flatten_with_path(
-        inputs, is_leaf=lambda x: isinstance(x, adaptive.ColumnIds)
-    )[0]
-    for path, leaf in leaves:
-        if not isinstance(leaf, adaptive.ColumnIds):
-            continue
-        size = leaf.ids.batch_size
-        for label in jax.tree.leaves(labels):
-            if jnp.ndim(label) == 0 or jnp.shape(label)[0] != size:
-                raise ValueError(
-                    f"labels have shape {jnp.shape(label)}, but feature "
-                    f"'{jax.tree_util.keystr(path, simple=True)}' has a batch of "
-                    f"{size} examples: give one label per example"
-                )
 
 
 def _get(tree: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -276,6 +292,11 @@ def make_train_step(
     each `Embed`'s sparse optimizer to its tables, then (with `evict_every`)
     `feature_column.maybe_evict`.
 
+    Labels are any pytree `loss_fn` takes (one row per example in each leaf):
+    to weight examples, e.g. a short last batch padded to the batch size by
+    `pad_batch` (its padding weighted 0) so that the step does not compile
+    again, pass `(labels, weights)` and weight the loss in `loss_fn`.
+
     Args:
       apply_fn: the model's `apply`.
       loss_fn: `(outputs, labels) -> []` float loss.
@@ -294,7 +315,7 @@ def make_train_step(
     def train_step(
         state: TrainState, inputs: Any, labels: Any
     ) -> tuple[TrainState, dict[str, jax.Array]]:
-        _check_labels(inputs, labels)
+        _faces.check_labels(inputs, labels)
         shapes = jax.eval_shape(
             functools.partial(apply_fn, mutable=ACTIVATIONS), state.variables, inputs
         )[1]
@@ -339,19 +360,54 @@ def make_eval_step(
 ) -> Callable[[TrainState, Any, Any], tuple[Any, dict[str, jax.Array]]]:
     """An eval step: `eval_step(state, inputs, labels) -> (outputs, {"loss": loss})`.
 
-    Nothing is trained, inserted or counted. `feature_column` has no read-only
-    lookup over a training state (`serving.lookup` reads an export), so this
-    runs the training lookup and drops its new state: each id reads what a
-    training step would read (in an adaptive column, an id new to the dynamic
-    table reads its bucket, which it would be migrated from). Jit it; do not
-    donate the state.
+    Nothing is trained, inserted or counted: each id with a row reads it, the
+    others their buckets (`input_layer(..., training=False)`), as a serving
+    export of the state serves them, whichever ids share the batch. Jit it;
+    do not donate the state.
     """
 
     def eval_step(
         state: TrainState, inputs: Any, labels: Any
     ) -> tuple[Any, dict[str, jax.Array]]:
-        _check_labels(inputs, labels)
+        _faces.check_labels(inputs, labels)
         outputs = apply_fn(state.variables, inputs)
         return outputs, {"loss": loss_fn(outputs, labels)}
 
     return eval_step
+
+
+def serve(
+    apply_fn: Callable[..., Any], built: Mapping[str, serving.ServingColumn]
+) -> Callable[..., Any]:
+    """The model reading a serving export: `served(params, features)` is
+    `apply_fn({"params": params}, features)` with each `Embed` replaced by
+    `serving.lookup` of its columns in `built` (`serving.build(serving.load(
+    directory))`), read-only, same output (by name if the `Embed` says so).
+
+    `features` come from `serving.prepare(built, raw)` (or
+    `feature_column.prepare`: the same ids); no tables are needed, only the
+    dense params (`state.params`). Jittable.
+
+    Raises (when traced):
+      ValueError: an export without one of an `Embed`'s columns, naming it.
+    """
+
+    def interceptor(next_fun, args, kwargs, context):
+        module = context.module
+        if not isinstance(module, Embed) or context.method_name != "__call__":
+            return next_fun(*args, **kwargs)
+        columns = fc.ordered(module.columns)
+        missing = [c.name for c in columns if c.name not in built]
+        if missing:
+            raise ValueError(
+                f"serve: the export lacks the columns {missing} (it has "
+                f"{sorted(built)}); export every column of the model"
+            )
+        embeddings = serving.lookup({c.name: built[c.name] for c in columns}, args[0])
+        return module._output(embeddings)
+
+    def served(params: Any, *args: Any, **kwargs: Any) -> Any:
+        with nn.intercept_methods(interceptor):
+            return apply_fn({"params": params}, *args, **kwargs)
+
+    return served

@@ -1,9 +1,10 @@
 """The claim of adaptive columns, measured with the CTR example's DeepFM.
 
 Run: `python benchmarks/ctr_bench.py --data real` (the real Criteo slice that
-`benchmarks/data/criteo_slice.py` builds) or `--data synthetic` (the generator
-calibrated to Criteo, one data set per seed), with `[--seeds 0 1 2]
-[--out DIR] [--configs NAME ...] [--quick]`.
+`benchmarks/data/criteo_slice.py` builds), `--data NAME` (another real set
+that `benchmarks/data/` builds into the cache: `frappe`, ...) or `--data
+synthetic` (the generator calibrated to Criteo, one data set per seed), with
+`[--seeds 0 1 2] [--out DIR] [--configs NAME ...] [--quick]`.
 
 Protocol, the same for every family of columns (static, dynamic, filtered,
 adaptive):
@@ -27,8 +28,9 @@ adaptive):
 Configurations: `static/F` (hash buckets: a fraction F of the distinct ids),
 `dynamic`, `filtered/T` (CounterFilter T), `adaptive/B/T` (B: "col" for one
 bucket per column, or a fraction of the rare ids; T: the threshold), and the
-ablations of the default adaptive one: `adaptive/warm`, `adaptive/copy`,
-`adaptive/none` (migrations) and `adaptive/evict100` (GlobalStepEvict(100)).
+ablations of the default adaptive one (migration "fitted"): `adaptive/deeprec`,
+`adaptive/warm`, `adaptive/copy`, `adaptive/none` (migrations) and
+`adaptive/evict100` (GlobalStepEvict(100)).
 
 Each run is a JSON line on stdout and in `OUT/runs.jsonl`; its predictions go
 to `OUT/predictions/`, so that a run already done is not done again when the
@@ -87,7 +89,7 @@ def configurations() -> dict[str, dict[str, Any]]:
         }  # fmt: skip
     for config in configs.values():
         config["sized"] = True  # a size or threshold of its family's frontier
-    for migration in ("warm", "copy", "none"):
+    for migration in ("deeprec", "warm", "copy", "none"):
         configs[f"adaptive/{migration}"] = {
             "family": "adaptive", "buckets": "col", "t": 3, "migration": migration,
         }  # fmt: skip
@@ -111,7 +113,7 @@ def _settings(
         "learning_rate": learning_rate,
         "init_stddev": init_stddev,
         "filter_freq": threshold,
-        "migration": config.get("migration", "deeprec"),
+        "migration": config.get("migration", "fitted"),
         "steps_to_live": config.get("steps_to_live"),
     }
     if "static" in config:
@@ -154,13 +156,14 @@ def _datasets(args: argparse.Namespace) -> dict[int, Split]:
     """The data set of each seed: the real slice for all, or one synthetic
     set per seed."""
     cache = data.default_directory().parent
-    if args.data == "real":
-        directory = args.real_dir or cache / REAL_SLICE
+    if args.data != "synthetic":
+        name = REAL_SLICE if args.data == "real" else args.data
+        directory = args.real_dir or cache / name
         train, test = directory / "train.txt.gz", directory / "test.txt.gz"
         for path in (train, test):
             if not path.exists():
                 sys.exit(
-                    f"{path} is missing: build the real slice first "
+                    f"{path} is missing: build the data set first "
                     "(benchmarks/data/README.md)"
                 )
         fit, valid = _split_off_validation(train, args.out / "validation")
@@ -469,8 +472,13 @@ def markdown(payload: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", choices=("real", "synthetic"), default="real")
-    p.add_argument("--real-dir", type=pathlib.Path, help="the real slice's files")
+    p.add_argument(
+        "--data",
+        default="real",
+        help='"real" (the Criteo slice), "synthetic", or the name of a real set '
+        "built into the cache (benchmarks/data/README.md)",
+    )
+    p.add_argument("--real-dir", type=pathlib.Path, help="the real set's files")
     p.add_argument("--num-train", type=int, default=data.synthetic.DEFAULT_TRAIN)
     p.add_argument("--num-test", type=int, default=data.synthetic.DEFAULT_TEST)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -486,7 +494,7 @@ def main(argv: Sequence[str]) -> None:
     )
     args = p.parse_args(argv)
     args.out = args.out or pathlib.Path("claim_out") / args.data
-    args.batch_size = args.batch_size or (128 if args.data == "real" else 1024)
+    args.batch_size = args.batch_size or (1024 if args.data == "synthetic" else 128)
     configs = configurations()
     names = args.configs or list(configs)
     if args.quick:

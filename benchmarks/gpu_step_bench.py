@@ -2,7 +2,7 @@
 the plain JAX a user would write instead, on the default device (a GPU, say).
 
 Run: `python benchmarks/gpu_step_bench.py [--quick] [--part PART ...]` (or
-`bash benchmarks/gpu_suite.sh`, which runs each part under its own timeout).
+`python benchmarks/gpu_suite.py`, which runs each part under its own timeout).
 Sizes are flags; `--quick` shrinks the defaults (explicit flags win).
 
 Parts, one or more JSON lines each:

@@ -68,7 +68,7 @@ def probe(args: argparse.Namespace, seed: int) -> dict[str, float]:
     before = export.export(tables, columns, drop_zero_rows=False)
     (name,) = before.columns
     for batch in run.reader(dataset.train, options, test=False):
-        ids, dense, labels, weights = train._device_batch(
+        (ids, dense, labels, weights), _ = train._device_batch(
             batch, columns, options.batch_size
         )
         inputs = ids[name]

@@ -49,8 +49,10 @@ from adaptive_jax import feature_column as fc
 
 
 def main() -> tuple[np.ndarray, float]:
+    # DeepRec's migration: a promoted id starts from its whole bucket, with
+    # fresh optimizer slots (adaptive_jax's default, "fitted", measures first).
     columns = fc.categorical_column_with_adaptive_embedding(
-        "col_emb", hash_bucket_size=100, dtype="int64"
+        "col_emb", hash_bucket_size=100, dtype="int64", migration="deeprec"
     )
     W = fc.embedding_column(
         categorical_column=columns, dimension=3, initializer=aj.initializers.ones()

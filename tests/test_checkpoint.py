@@ -20,12 +20,14 @@ from adaptive_jax.persist import checkpoint
 WORKER = pathlib.Path(__file__).parent / "resume_worker.py"
 
 
-def column(capacity=32, dim=4, key="c"):
+def column(capacity=32, dim=4, key="c", migration="deeprec"):
+    # "deeprec": a new row is its bucket's value, what an id refused by a full
+    # table reads too, so that a lookup does not depend on the capacity.
     option = aj.EmbeddingVariableOption(
         capacity=capacity, filter_option=aj.CounterFilter(1, max_element_size=1024)
     )
     categorical = fc.categorical_column_with_adaptive_embedding(
-        key, 20, dtype="int64", ev_option=option
+        key, 20, dtype="int64", ev_option=option, migration=migration
     )
     return fc.embedding_column(categorical, dim)
 

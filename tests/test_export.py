@@ -30,6 +30,7 @@ MASKED = fc.embedding_column(
         ev_option=aj.EmbeddingVariableOption(
             capacity=48, evict_option=aj.GlobalStepEvict(3)
         ),
+        migration="deeprec",  # a new row is its bucket, as serving gives it
     ),
     4,
 )
@@ -41,6 +42,7 @@ ADMITTED = fc.embedding_column(
         ev_option=aj.EmbeddingVariableOption(
             capacity=128, filter_option=aj.CounterFilter(2)
         ),
+        migration="deeprec",
     ),
     3,
     "sqrtn",

@@ -17,7 +17,11 @@ ALLOWED = {  # layer -> the layers (and helpers) its modules may import
     "feature_column": {"ids", "table", "optim", "column", "_numerics"},
     "parallel": {"ids", "table", "optim", "column", "feature_column", "_numerics"},
     "serving": {"ids", "table", "column.combiners", "column.stacking"},
+    "pipeline": {"ids", "table", "optim", "column", "feature_column", "_numerics"},
 }
+# The faces (modules at the top of the package) may import every layer; the
+# layers none of them.
+FACES = {"nn", "nnx", "_faces", "metrics"}
 
 
 def _imports(path: pathlib.Path) -> set[str]:
@@ -58,9 +62,21 @@ def test_a_layer_imports_only_the_layers_above_it(layer):
     assert not bad, "\n".join(bad)
 
 
+def test_no_layer_imports_a_face():
+    bad = [
+        f"{path.relative_to(PACKAGE)} imports {imported}"
+        for layer in ALLOWED
+        for path in sorted((PACKAGE / layer).glob("*.py"))
+        for imported in sorted(_imports(path))
+        if imported.split(".")[0] in FACES
+    ]
+    assert not bad, "\n".join(bad)
+
+
 def test_the_serving_layer_loads_without_the_training_stack():
     code = (
-        "import sys, adaptive_jax.serving as s; "
+        "import sys, adaptive_jax.serving as s, adaptive_jax.sparse, "
+        "adaptive_jax.hashing; "
         "bad = [m for m in ('optax', 'orbax') if m in sys.modules]; "
         "print(bad); assert not bad"
     )

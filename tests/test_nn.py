@@ -9,9 +9,9 @@ import optax
 import pytest
 
 import adaptive_jax as aj
+from adaptive_jax import export, optim, serving
 from adaptive_jax import feature_column as fc
 from adaptive_jax import nn as ajnn
-from adaptive_jax import optim
 
 SPARSE = optim.ftrl(0.5, l1_regularization_strength=0.001)
 DENSE = optax.sgd(0.3)
@@ -67,10 +67,11 @@ def forward(params, user, item):
     return nn.Dense(1).apply({"params": params["Dense_0"]}, x)[:, 0]
 
 
-def batch(seed=0):
-    """Prepared features (users 0..7, routed by their parity) and labels."""
+def batch(seed=0, first_user=0):
+    """Prepared features (users 0..7 from `first_user` on, routed by their
+    parity) and labels."""
     rng = np.random.default_rng(seed)
-    users = np.arange(BATCH)
+    users = np.arange(first_user, first_user + BATCH)
     items = rng.integers(0, 20, (BATCH, 2))
     features = fc.prepare(
         {"user": users[:, None], "item": items},
@@ -131,14 +132,22 @@ def test_sparse_update_is_apply_gradients_of_the_activation_gradient(one_step):
     assert stats["live_rows"] == BATCH // 2  # the odd users got rows
 
 
-def test_eval_step_reads_without_training(one_step):
-    state, _, metrics, _ = one_step
-    features, labels = batch()
+def test_eval_step_reads_as_a_serving_export_does(one_step):
+    # An eval inserts nothing: the ids the step gave rows read them, the others
+    # their buckets, whichever ids share the batch; the same as serving.
+    _, trained, _, _ = one_step
+    features, labels = batch(first_user=4)  # users 8 to 11 are new
     outputs, eval_metrics = ajnn.make_eval_step(Model().apply, loss_fn)(
-        state, features, labels
+        trained, features, labels
     )
-    assert outputs.shape == (BATCH,)
-    np.testing.assert_allclose(eval_metrics["loss"], metrics["loss"], rtol=1e-6)
+    tables = trained.embeddings
+    built = {
+        **serving.build(export.export(tables["Embed_0"]["state"], [USER])),
+        **serving.build(export.export(tables["Tower_0"]["Embed_0"]["state"], [ITEM])),
+    }
+    served = ajnn.serve(Model().apply, built)(trained.params, features)
+    np.testing.assert_allclose(outputs, served, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(eval_metrics["loss"], loss_fn(served, labels), rtol=1e-6)
 
 
 def test_evict_every_runs_the_columns_eviction(one_step):
@@ -221,3 +230,35 @@ def test_bad_configuration():
         ajnn.TrainState.create({"params": {}, "batch_stats": {}}, DENSE)
     with pytest.raises(ValueError, match="evict_every must be >= 1, got 0"):
         ajnn.make_train_step(Model().apply, loss_fn, DENSE, evict_every=0)
+
+
+def test_summary_finds_the_tables_wherever_they_are_held(one_step):
+    _, new_state, _, _ = one_step
+    by_state = fc.summary(new_state)
+    assert sorted(by_state) == ["item_embedding", "user_embedding"]
+    assert by_state == fc.summary(new_state.embeddings)
+    assert (
+        by_state["user_embedding"]
+        == fc.summary(new_state.embeddings["Embed_0"]["state"])["user_embedding"]
+    )
+    assert by_state == fc.summary(new_state.variables)
+    with pytest.raises(ValueError, match=r"state.embeddings\[<Embed module>\]"):
+        fc.summary(new_state.params)
+
+
+def test_by_name_splits_in_name_order():
+    class Both(nn.Module):
+        @nn.compact
+        def __call__(self, features):
+            whole = ajnn.Embed([USER, ITEM], SPARSE, name="whole")(features)
+            parts = ajnn.Embed([USER, ITEM], SPARSE, by_name=True, name="parts")(
+                features
+            )
+            return whole, parts
+
+    features, _ = batch()
+    variables = Both().init(jax.random.key(0), features)
+    variables["embedding_state"]["parts"] = variables["embedding_state"]["whole"]
+    whole, parts = Both().apply(variables, features)
+    assert list(parts) == ["item_embedding", "user_embedding"]
+    np.testing.assert_array_equal(whole, jnp.concatenate(list(parts.values()), 1))

@@ -30,9 +30,11 @@ def plain_column(option, dim=2, key="k"):
     )
 
 
-def adaptive_column(option, dim=2, buckets=10, key="a"):
+def adaptive_column(option, dim=2, buckets=10, key="a", migration="deeprec"):
+    # DeepRec's migration: a promoted row starts from its bucket, which these
+    # tests check ("fitted" has its own, tests/test_share.py).
     categorical = fc.categorical_column_with_adaptive_embedding(
-        key, buckets, dtype="int64", ev_option=option
+        key, buckets, dtype="int64", ev_option=option, migration=migration
     )
     return fc.embedding_column(
         categorical, dim, "sum", initializers.random_normal(stddev=1.0)

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from adaptive_jax.column import _share, statistics
 from adaptive_jax.column import ev as ev_lib
-from adaptive_jax.column import statistics
 from adaptive_jax.table import _sketch
 
 
@@ -50,6 +50,8 @@ class ColumnState:
         None.
       stats: the column's `statistics.ColumnStats`.
       step: `[] int32`, training steps taken; the learning-rate schedules' count.
+      share: with migration "fitted", the evidence of how much of its bucket
+        a promoted row holds (`_share.ShareEvidence`); else None.
     """
 
     static: StaticTable | None
@@ -58,6 +60,7 @@ class ColumnState:
     sketch: _sketch.Sketch | None
     stats: statistics.ColumnStats
     step: jax.Array
+    share: _share.ShareEvidence | None = None
 
 
 class Residuals(NamedTuple):

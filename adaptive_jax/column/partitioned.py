@@ -37,6 +37,7 @@ from adaptive_jax import _numerics
 from adaptive_jax import ids as ids_lib
 from adaptive_jax.column import (
     _exchange,
+    _migration,
     adaptive,
     combiners,
     static_split,
@@ -96,7 +97,7 @@ def routes(
     return Routes(slot, send & ~fits)
 
 
-_TRAINED, _READ, _REFUSED = 1, 2, 4  # the flags of an entry, sent back
+_TRAINED, _READ, _REFUSED, _NEW = 1, 2, 4, 8  # the flags of an entry, sent back
 
 
 def lookup(
@@ -158,6 +159,12 @@ def lookup(
     # static table split by rows, the bucket's row (and slots) read from its owner.
     carries_rows = bucket_values is not None and migration != "none"
     start = (bucket_values, bucket_slots) if carries_rows else inputs.buckets
+    fitted = state.share is not None
+    if fitted:  # each entry's share of its bucket travels
+        whole, view, _ = _migration.fitted_view(
+            state, inputs, options.feature_salts, bucket_values
+        )
+        carries_rows, start = True, (view.static.values, None)
     sent = (keys.hi, keys.lo, repeats, start)
     hi, lo, repeats, start = jax.tree.map(
         lambda x: _exchange.to_owners(
@@ -185,6 +192,7 @@ def lookup(
             jnp.where(found.trained, _TRAINED, 0)
             | jnp.where(found.read, _READ, 0)
             | jnp.where(found.refused, _REFUSED, 0)
+            | jnp.where(found.new, _NEW, 0)
         ).astype(jnp.int8)
         rows = jnp.where(found.trained, found.rows, dynamic.capacity)
         return dynamic, sketch, values, flags, rows
@@ -201,6 +209,7 @@ def lookup(
         trained=(flags & _TRAINED) != 0,
         read=(flags & _READ) != 0,
         refused=(flags & _REFUSED) != 0,
+        new=(flags & _NEW) != 0,
     )
     embeddings, state, static_rows, scale = adaptive.serve(
         state,
@@ -213,6 +222,10 @@ def lookup(
         bucket_values=bucket_values,
         split_overflows=split_overflows,
     )
+    if fitted:
+        state = _migration.record_fitted(
+            state, inputs, options.feature_salts, values, whole, found, axis_name
+        )
     residuals = adaptive.Residuals(
         static_rows,
         rows,

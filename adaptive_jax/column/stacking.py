@@ -25,10 +25,10 @@ so that training and serving agree.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 from adaptive_jax import ids as ids_lib
@@ -99,6 +99,7 @@ def offsets(members: Sequence[Member]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=4096)
 def salt(member_key: str) -> np.int64:
     """The member's key salt: 63 bits of `Fingerprint64(member_key)`, so that a
     string's key (< 2**63) stays non-negative."""
@@ -162,6 +163,12 @@ def column_ids(
             f"column '{key}': adaptive_mask_tensors has masks for members {masked} "
             f"but not for {missing}: give one for every member, or none"
         )
+    if not masked:
+        dense = _dense_column_ids(
+            features, key=key, dtype=dtype, members=members, size=size
+        )
+        if dense is not None:
+            return dense
     num_fields = len(members)
     parts, batch_size = [], None
     for field, (member, start) in enumerate(
@@ -242,16 +249,79 @@ def _merged(
         mask = np.zeros(size, bool)
         mask[:num_ids] = np.concatenate(masks)[order]
     batch = sparse_lib.SparseIds(
-        indices=jnp.asarray(indices),
-        values=ids_lib.from_numpy(padded_keys),
-        valid=jnp.asarray(np.arange(size) < num_ids),
-        dense_shape=jnp.asarray([stacked_rows, max(widths, default=0)], jnp.int32),
+        indices=indices,
+        values=ids_lib.split(padded_keys),
+        valid=np.arange(size) < num_ids,
+        dense_shape=np.asarray([stacked_rows, max(widths, default=0)], np.int32),
         batch_size=stacked_rows,
         strings=dtype == "string",
-        weights=None if padded_weights is None else jnp.asarray(padded_weights),
+        weights=padded_weights,
     )
-    return _host_ids.ColumnIds(
-        ids=batch,
-        buckets=jnp.asarray(padded_buckets),
-        to_dynamic=None if mask is None else jnp.asarray(mask),
+    return _host_ids.ColumnIds(ids=batch, buckets=padded_buckets, to_dynamic=mask)
+
+
+def _dense_column_ids(
+    features: Mapping[str, Any],
+    *,
+    key: str,
+    dtype: str,
+    members: Sequence[Member],
+    size: int | None,
+) -> tuple[_host_ids.ColumnIds, int] | None:
+    """`column_ids` without masks when every member's feature is a dense numpy
+    array of the column's kind, all of one batch: the members side by side
+    are one dense batch, whose entries come out example-major and by member
+    already, hashed in one pass. None otherwise (the general path then does
+    each member on its own, and names any bad one)."""
+    arrays = [features[m.key] for m in members]
+    if not all(isinstance(a, np.ndarray) and a.ndim in (1, 2) for a in arrays):
+        return None
+    kinds = {a.dtype.kind for a in arrays}
+    if len(kinds) != 1 or not kinds <= (
+        {"U", "S"} if dtype == "string" else {"i", "u"}
+    ):
+        return None
+    batch_size = arrays[0].shape[0]
+    sizes = [m.hash_bucket_size for m in members]
+    if any(a.shape[0] != batch_size for a in arrays) or (None in sizes and any(sizes)):
+        return None
+    matrices = [a.reshape(batch_size, -1) for a in arrays]
+    widths = np.array([m.shape[1] for m in matrices])
+    batch = _host_ids.as_sparse(np.concatenate(matrices, axis=1), key, size)
+    num_ids = int(np.count_nonzero(batch.valid))
+    indices, entries = batch.indices, slice(0, num_ids)
+    field = indices[entries, 1].copy()  # the joined batch's column: its member...
+    if np.any(widths != 1):  # else the column is the member
+        field = np.repeat(np.arange(len(members), dtype=np.int32), widths)[field]
+    salts, starts, bucket_sizes = _member_tables(tuple(members))
+    per_entry = None
+    if sizes[0] is not None:
+        per_entry = np.ones(batch.size, np.uint64)
+        per_entry[entries] = bucket_sizes[field]
+    keys, buckets = _host_ids.keys_and_buckets(
+        batch, key=key, dtype=dtype, hash_bucket_size=per_entry
     )
+    keys[entries] ^= salts[field]
+    buckets[entries] += starts[field]
+    indices[entries, 1] -= (np.cumsum(widths) - widths).astype(np.int32)[field]
+    indices[entries, 0] = indices[entries, 0] * len(members) + field  # ...its row
+    indices[num_ids:, 0] = batch_size * len(members)
+    stacked = batch.replace(
+        indices=indices,
+        values=ids_lib.split(keys),
+        dense_shape=np.asarray([batch_size * len(members), widths.max()], np.int32),
+        batch_size=batch_size * len(members),
+    )
+    column_ids = _host_ids.ColumnIds(ids=stacked, buckets=buckets, to_dynamic=None)
+    return column_ids, batch_size
+
+
+@functools.lru_cache(maxsize=64)
+def _member_tables(
+    members: tuple[Member, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per member: its key salt (int64), its segment's first bucket (int32)
+    and its bucket count (uint64, 1 without static table)."""
+    salts = np.array([salt(m.key) for m in members], np.int64)
+    sizes = np.array([m.hash_bucket_size or 1 for m in members], np.uint64)
+    return salts, offsets(members).astype(np.int32), sizes

@@ -21,6 +21,7 @@ from flax import struct
 
 from adaptive_jax import _numerics
 from adaptive_jax import ids as ids_lib
+from adaptive_jax.column import _share
 from adaptive_jax.ids import _device_hash
 
 REASONS = ("steps", "l2", "pressure")  # the `reason` of each eviction policy
@@ -90,10 +91,10 @@ def _observe(registers: jax.Array, ids: ids_lib.Ids, valid: jax.Array) -> jax.Ar
 
 def distinct_ids(registers) -> float:
     """The HyperLogLog estimate of distinct ids, with linear counting for few."""
-    registers = [int(r) for r in registers]
-    m = len(registers)
-    raw = 0.7213 / (1 + 1.079 / m) * m * m / sum(2.0**-r for r in registers)
-    empty = registers.count(0)
+    registers = np.asarray(registers, np.int64)  # on the host: no op per register
+    m = registers.size
+    raw = 0.7213 / (1 + 1.079 / m) * m * m / float(np.sum(2.0**-registers))
+    empty = int(np.sum(registers == 0))
     if raw <= 2.5 * m and empty:
         return m * math.log(m / empty)
     return raw
@@ -184,8 +185,11 @@ def summary(state) -> dict[str, int | float]:
     each of `STORES`; `refused_admissions`; `evicted_<reason>` for each of
     `REASONS`; `mean_age_at_eviction` (in steps); `distinct_ids`;
     `exchange_overflows`; `split_overflows`; `nonfinite_rows` (table rows whose
-    update was not finite, skipped). A partitioned table's figures are its
-    partitions' sums.
+    update was not finite, skipped); with migration "fitted",
+    `migration_share` and `migration_evidence`, per feature (a stacked column's
+    members in order): the share of its bucket a promoted row starts from, and
+    the control ids it was measured on (promoted so far). A partitioned
+    table's figures are its partitions' sums.
     """
     stats, dynamic = jax.device_get((state.stats, state.dynamic))
     out: dict[str, int | float] = {}
@@ -212,4 +216,8 @@ def summary(state) -> dict[str, int | float]:
     out["exchange_overflows"] = int(stats.exchange_overflows)
     out["split_overflows"] = int(stats.split_overflows)
     out["nonfinite_rows"] = int(stats.nonfinite_rows)
+    share = getattr(state, "share", None)
+    if share is not None:
+        out["migration_share"] = tuple(float(x) for x in _share.shares(share))
+        out["migration_evidence"] = tuple(int(x) for x in np.asarray(share.sums)[:, 3])
     return out

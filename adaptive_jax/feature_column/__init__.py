@@ -13,7 +13,8 @@ It may import every layer below it (`ids`, `table`, `optim`, `column`); the
 modules: `_specs` (the columns), `_prepare` (raw features to ids, on the
 host), `_layer` (state, lookup, update), `_upkeep` (eviction, statistics),
 `_checks` (a state against its columns, a gradient against its residuals:
-the errors at this face's edges).
+the errors at this face's edges), `_find` (the tables wherever a Flax model
+holds them).
 
 The input layer is functional, state in and state out, and split so that the
 step can be jitted: `prepare` turns raw features into `ColumnIds` on the host

@@ -20,7 +20,13 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 
 from adaptive_jax import optim
-from adaptive_jax.column import adaptive, initializers, partitioned, statistics
+from adaptive_jax.column import (
+    adaptive,
+    initializers,
+    partitioned,
+    stacking,
+    statistics,
+)
 from adaptive_jax.column import ev as ev_lib
 from adaptive_jax.feature_column import _checks
 from adaptive_jax.feature_column._prepare import prepare
@@ -28,7 +34,9 @@ from adaptive_jax.feature_column._specs import EmbeddingColumn, ordered
 from adaptive_jax.table import _sketch
 
 
-def _step_options(column: EmbeddingColumn, optimizer: Any) -> adaptive.StepOptions:
+def _step_options(
+    column: EmbeddingColumn, optimizer: Any, training: bool = True
+) -> adaptive.StepOptions:
     """What the column's lookup and update need of it and of the optimizer."""
     static_spec, dynamic_spec = optimizers(column, optimizer)
     categorical = column.categorical_column
@@ -42,6 +50,12 @@ def _step_options(column: EmbeddingColumn, optimizer: Any) -> adaptive.StepOptio
         no_permission_value=(
             option.init_option.default_value_no_permission if option else 0.0
         ),
+        feature_salts=(
+            (0,)
+            if categorical.members is None
+            else tuple(int(stacking.salt(m.key)) for m in categorical.members)
+        ),
+        inserts=training,
     )
 
 
@@ -118,10 +132,20 @@ def init_state(
             if categorical.partition_num is not None:
                 dynamic = partitioned.stacked(dynamic, parts)
                 sketch = partitioned.stacked(sketch, parts)
-            if categorical.hash_bucket_size is None or categorical.migration == "none":
+            if categorical.hash_bucket_size is None or categorical.migration in (
+                "none",
+                "fitted",
+            ):
                 draw = option.init_option.initializer or init
                 shape = (option.init_option.default_value_dim, dim)
                 defaults = draw(default_key, shape, jnp.float32)
+        share = None
+        if (
+            static is not None
+            and dynamic is not None
+            and categorical.migration == "fitted"
+        ):
+            share = adaptive.ShareEvidence.create(categorical.fields)
         state[column.name] = adaptive.ColumnState(
             static,
             dynamic,
@@ -129,6 +153,7 @@ def init_state(
             sketch,
             statistics.ColumnStats.create(),
             jnp.zeros([], jnp.int32),
+            share,
         )
     return state
 
@@ -141,6 +166,7 @@ def input_layer(
     optimizer: Any,
     adaptive_mask_tensors: Mapping[str, Any] | None = None,
     layout: Any = None,
+    training: bool = True,
 ) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
     """The embeddings of the columns, concatenated: `[batch, sum of dimensions]`.
 
@@ -159,6 +185,9 @@ def input_layer(
       adaptive_mask_tensors: with raw features, the routing masks.
       layout: a `sharding.Layout` to run over a device mesh (the features from
         `sharding.prepare`, the state from `Layout.place`), or None.
+      training: False for an evaluation: nothing is admitted or inserted, an
+        id without a row reads its bucket, as a serving export serves it
+        (the result does not depend on which ids share the batch).
 
     Returns:
       `(embeddings, state, residuals)`.
@@ -192,11 +221,18 @@ def input_layer(
         )
     features = {c.name: features[c.name] for c in columns}
     return _input_layer(
-        features, dict(state), columns=columns, optimizer=optimizer, layout=layout
+        features,
+        dict(state),
+        columns=columns,
+        optimizer=optimizer,
+        layout=layout,
+        training=training,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("columns", "optimizer", "layout"))
+@functools.partial(
+    jax.jit, static_argnames=("columns", "optimizer", "layout", "training")
+)
 def _input_layer(
     features: dict[str, adaptive.ColumnIds],
     state: dict[str, adaptive.ColumnState],
@@ -204,6 +240,7 @@ def _input_layer(
     columns: tuple[EmbeddingColumn, ...],
     optimizer: Any,
     layout: Any,
+    training: bool,
 ) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
     """`input_layer` on prepared features; jitted, so that it runs fast eagerly too."""
 
@@ -211,7 +248,7 @@ def _input_layer(
         outputs, residuals = [], {}
         for column in columns:
             categorical, name = column.categorical_column, column.name
-            options = _step_options(column, optimizer)
+            options = _step_options(column, optimizer, training)
             placement = _placement(layout, name, axis_name)
             if categorical.partition_num is None:
                 looked_up = adaptive.lookup(

@@ -85,8 +85,9 @@ class CategoricalColumn:
       hash_bucket_size: buckets of the static table, or None (no static table).
       ev_option: options of the dynamic table, or None (no dynamic table).
       adaptive: whether ids are routed by a mask (both tables).
-      migration: how promoted rows start: "deeprec", "warm", "copy" (from
-        their bucket), "none" (from the initializer).
+      migration: how promoted rows start: "fitted" (the measured share of
+        their bucket), "deeprec", "warm", "copy" (from their bucket), "none"
+        (from the initializer).
       partition_num: partitions of the dynamic table (see `partitioned`), or
         None for one table.
       members: a stacked column's features (`stacking.Member`: key and static
@@ -98,7 +99,7 @@ class CategoricalColumn:
     hash_bucket_size: int | None = None
     ev_option: EmbeddingVariableOption | None = None
     adaptive: bool = False
-    migration: str = "deeprec"
+    migration: str = "fitted"
     partition_num: int | None = None
     members: tuple[stacking.Member, ...] | None = None
 
@@ -122,14 +123,42 @@ def categorical_column_with_adaptive_embedding(
     partition_num: int | None = None,
     ev_option: EmbeddingVariableOption = DEFAULT_EV_OPTION,
     *,
-    migration: str = "deeprec",
+    migration: str = "fitted",
 ) -> CategoricalColumn:
     """DeepRec's adaptive column: a static table of `hash_bucket_size` buckets
     for rare ids, a dynamic table (`ev_option.capacity` rows) for frequent ones.
 
-    Each id goes where its mask says (`adaptive_mask_tensors`, 1: dynamic). An
-    id entering the dynamic table starts from its bucket's value (`migration`
-    chooses its optimizer slots: see `adaptive`).
+    Which ids get a row, one of two ways:
+    - a routing mask per id (`adaptive_mask_tensors[key]`, 1: dynamic, 0: the
+      static bucket), given to `prepare` or `input_layer`; or
+    - with no mask, an admission policy, `ev_option.filter_option`:
+      `CounterFilter(n)` promotes an id once it has been seen `n` times
+      (counted in a fixed-size count-min sketch), `CBFFilter` likewise with a
+      counting Bloom filter; until then its bucket serves it.
+    A column with neither is an error. An id entering the dynamic table starts
+    from what its bucket learnt, as far as `migration` says: "fitted" (the
+    default) the share of the bucket that promoted ids of its feature are
+    measured to hold (0 until there is evidence: `column._share`); DeepRec's
+    "deeprec" the whole value with fresh optimizer slots; "warm" the whole
+    value kept by its slots; "copy" the value and the bucket's slots; "none"
+    nothing (the initializer). When the table is full, a promoted id stays in
+    its bucket (counted).
+
+    `ev_option.evict_option` (`GlobalStepEvict(steps_to_live)`,
+    `L2WeightEvict(threshold)`, `PressureEvict`, or a tuple) says which rows
+    `evict` / `maybe_evict` give back; their ids fall back to their buckets.
+    `ev_option.l1_mode` is FTRL's L1 on the rows ("row", DeepRec's default, or
+    "coordinate"); `ev_option.init_option` is used only by plain dynamic
+    columns and migrations "fitted" and "none".
+
+    Args:
+      key: the feature's key in the raw features.
+      hash_bucket_size: static buckets, `Fingerprint64(str(id)) % size`.
+      dtype: "string" or "int64" (or int32) ids.
+      partition_num: split the dynamic table into this many partitions (over
+        a device mesh with a `sharding.Layout`), or None.
+      ev_option: the dynamic table's `EmbeddingVariableOption`.
+      migration: what a promoted row takes from its bucket (above).
 
     Raises:
       ValueError: a bad hash_bucket_size, dtype or migration, naming the column.
@@ -299,6 +328,15 @@ def embedding_column(
     initializer: Any = None,
 ) -> EmbeddingColumn:
     """An embedding column, as `tf.feature_column.embedding_column`.
+
+    Args:
+      categorical_column: the ids (`categorical_column_with_*`, or
+        `stacked_column`).
+      dimension: the embedding's width.
+      combiner: "mean" (the default), "sum" or "sqrtn" over an example's ids.
+      initializer: `(key, shape, dtype) -> array` for the tables; None for
+        TensorFlow's default, `truncated_normal(stddev=1 / sqrt(dimension))`
+        (`initializers.truncated_normal`).
 
     Raises:
       ValueError: dimension < 1 or an unknown combiner, naming the column.

@@ -20,6 +20,7 @@ from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
 from adaptive_jax.column import adaptive, eviction, partitioned, statistics
 from adaptive_jax.feature_column import _checks
+from adaptive_jax.feature_column._find import tables
 from adaptive_jax.feature_column._layer import on_layout, optimizers
 from adaptive_jax.feature_column._specs import EmbeddingColumn, ordered
 from adaptive_jax.ids import _device_hash
@@ -120,20 +121,24 @@ def maybe_evict(
     )
 
 
-def summary(state: Mapping[str, adaptive.ColumnState]) -> dict[str, dict]:
+def summary(state: Any) -> dict[str, dict]:
     """`statistics.summary` of each column, on the host: cheap enough to log
-    every step."""
-    return {name: statistics.summary(column) for name, column in state.items()}
+    every step. `state` is `init_state`'s dict, or anything holding the
+    tables: a linen `aj.nn.TrainState` or its variables, an NNX model."""
+    found = tables(state, "summary")
+    return {name: statistics.summary(column) for name, column in found.items()}
 
 
 def counts(
-    state: Mapping[str, adaptive.ColumnState],
+    state: Any,
     column: EmbeddingColumn,
     keys: ids_lib.IdsLike,
 ) -> np.ndarray:
     """How often a column with a dynamic table saw each key: its row's `freq` if
     it has a row, else its count in the admission sketch (an upper bound), else
-    0. On the host; `keys` are the dynamic table's keys."""
+    0. On the host; `keys` are the dynamic table's keys. `state` as `summary`
+    takes it."""
+    state = tables(state, "counts")
     _checks.check_state(state, [column], None)
     if column.categorical_column.ev_option is None:
         raise ValueError(

@@ -3,7 +3,8 @@
 The lowest layer: it imports nothing of the package but itself.
 
 - the int64 id as two uint32 words, exact with x64 off or on (`Ids`,
-  `from_numpy`, `to_numpy`, `as_ids`, ...: this package's own names);
+  `from_numpy`, `split` (the same, on the host), `to_numpy`, `as_ids`, ...:
+  this package's own names);
 - `hashing`: TensorFlow's Fingerprint64 and hash buckets (`_fingerprint`, on
   the host) and a fast on-device integer hash (`_device_hash`: buckets and
   partitions);
@@ -21,6 +22,7 @@ from adaptive_jax.ids._int64 import as_int64 as as_int64
 from adaptive_jax.ids._int64 import equal as equal
 from adaptive_jax.ids._int64 import from_numpy as from_numpy
 from adaptive_jax.ids._int64 import remainder as remainder
+from adaptive_jax.ids._int64 import split as split
 from adaptive_jax.ids._int64 import to_numpy as to_numpy
 
 __all__ = (
@@ -31,5 +33,6 @@ __all__ = (
     "equal",
     "from_numpy",
     "remainder",
+    "split",
     "to_numpy",
 )

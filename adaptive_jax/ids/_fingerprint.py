@@ -9,13 +9,16 @@ so that a model ported from TensorFlow or DeepRec lands its ids where it did.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TypeAlias
 
-import farmhash
 import numpy as np
 
+from adaptive_jax.ids import _bytes, _farmhash
+
 INT64_MAX = np.iinfo(np.int64).max
+
+CHUNK = 8192  # values hashed together
 
 HashableValues: TypeAlias = "np.ndarray | Sequence[str | bytes | int]"
 """Strings, bytes or ints: a numpy array (any shape) or a (nested) list."""
@@ -36,25 +39,43 @@ def _as_array(values: HashableValues) -> np.ndarray:
     return array
 
 
-def _hashable(value: object) -> str | bytes:
-    """One element of an object array as farmhash takes it: ints as decimals."""
-    if isinstance(value, str | bytes):
-        return value
-    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
-        return str(value)
-    raise TypeError(
-        f"values to hash must be strings, bytes or integers, got {type(value).__name__}"
-    )
+def _unicode(array: np.ndarray) -> np.ndarray:
+    """Fingerprints of a 1-d `U` array: ASCII values without a Python object
+    each, the others through Python's UTF-8 encoder."""
+    words, lanes = _bytes.from_unicode(array)
+    if lanes is None:
+        return _farmhash.fingerprint64(words)
+    out = np.empty(array.size, np.uint64)
+    out[lanes] = _farmhash.fingerprint64(words)
+    others = np.ones(array.size, bool)
+    others[lanes] = False
+    encoded = [s.encode("utf-8") for s in array[others].tolist()]
+    out[others] = _farmhash.fingerprint64(_bytes.from_encoded(encoded))
+    return out
 
 
-def _decimal_strings(array: np.ndarray) -> Iterable[str | bytes]:
-    """The flat values as farmhash takes them; ints as `tf.strings.as_string` writes."""
-    flat = array.ravel().tolist()
-    if array.dtype.kind in "iu":
-        return map(str, flat)
-    if array.dtype.kind == "O":
-        return map(_hashable, flat)
-    return flat
+def _chunk_fingerprints(flat: np.ndarray) -> np.ndarray:
+    """Fingerprints of a 1-d array of kind U, S, i, u or O."""
+    kind = flat.dtype.kind
+    if kind == "S":
+        return _farmhash.fingerprint64(_bytes.from_bytes_array(flat))
+    if kind == "U":
+        return _unicode(flat)
+    if kind in "iu":
+        return _farmhash.fingerprint64(_bytes.from_integers(flat))
+    return _farmhash.fingerprint64(_bytes.from_objects(flat.tolist()))
+
+
+def _flat_fingerprints(flat: np.ndarray) -> np.ndarray:
+    """Fingerprints of a 1-d array, `CHUNK` values at a time: numpy's
+    temporaries then stay small enough for the allocator to reuse (a fresh
+    large array costs a page fault per 4 KiB, more than the arithmetic)."""
+    if flat.size <= CHUNK:
+        return _chunk_fingerprints(flat)
+    out = np.empty(flat.size, np.uint64)
+    for begin in range(0, flat.size, CHUNK):
+        out[begin : begin + CHUNK] = _chunk_fingerprints(flat[begin : begin + CHUNK])
+    return out
 
 
 def fingerprint64(values: HashableValues) -> np.ndarray:
@@ -76,8 +97,9 @@ def fingerprint64(values: HashableValues) -> np.ndarray:
       13009744463427800296
     """
     array = _as_array(values)
-    hashes = map(farmhash.Fingerprint64, _decimal_strings(array))
-    return np.fromiter(hashes, dtype=np.uint64, count=array.size).reshape(array.shape)
+    if array.size == 0:
+        return np.zeros(array.shape, np.uint64)
+    return _flat_fingerprints(array.reshape(-1)).reshape(array.shape)
 
 
 def _check_num_buckets(num_buckets: int) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
@@ -45,7 +44,11 @@ def _as_sparse(feature: Any, size: int | None) -> sparse_lib.SparseIds:
 
 
 def keys_and_buckets(
-    batch: sparse_lib.SparseIds, *, key: str, dtype: str, hash_bucket_size: int | None
+    batch: sparse_lib.SparseIds,
+    *,
+    key: str,
+    dtype: str,
+    hash_bucket_size: int | np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """DeepRec's dynamic-table keys and TensorFlow's static buckets, on the host.
 
@@ -53,7 +56,9 @@ def keys_and_buckets(
       batch: the column's ids.
       key: the column's key, for errors.
       dtype: "string", "int64" or "int32", the column's.
-      hash_bucket_size: the static table's buckets, or None (buckets all 0).
+      hash_bucket_size: the static table's buckets; or `[batch.size]` of
+        them, one per entry (a stacked column's members); or None (buckets
+        all 0).
 
     Returns:
       `(keys int64, buckets int32)`, each `[batch.size]`; 0 for padding.
@@ -65,26 +70,30 @@ def keys_and_buckets(
     if batch.strings != (dtype == "string") and valid.any():  # empty: either
         kind = "strings" if batch.strings else "integers"
         raise ValueError(f"column '{key}' has dtype {dtype}, but its ids are {kind}")
+    count = int(np.count_nonzero(valid))
+    real = slice(0, count) if valid[:count].all() else valid  # built: a prefix
     values = ids_lib.to_numpy(batch.values)
     if dtype == "int32":
         _checks.int32_range(values, valid, key)
-    buckets = np.zeros(values.shape, np.int32)
+    keys = values
     if batch.strings:
-        prints = values.view(np.uint64)
-        keys = (prints % _STRING_KEY_MODULUS).astype(np.int64)
-        if hash_bucket_size is not None:
-            buckets[valid] = prints[valid] % np.uint64(hash_bucket_size)
-        return np.where(valid, keys, 0), buckets
+        keys = np.zeros(values.shape, np.int64)
+        keys[real] = values[real].view(np.uint64) % _STRING_KEY_MODULUS
+    buckets = np.zeros(values.shape, np.int32)
     if hash_bucket_size is not None:
-        buckets[valid] = _fingerprint.to_hash_bucket_fast(
-            values[valid], hash_bucket_size
-        )
-    return values, buckets
+        if batch.strings:
+            prints = values[real].view(np.uint64)
+        else:
+            prints = _fingerprint.fingerprint64(values[real])
+        sizes = np.asarray(hash_bucket_size, np.uint64)
+        buckets[real] = prints % (sizes[real] if sizes.ndim else sizes)
+    return keys, buckets
 
 
 @struct.dataclass
 class ColumnIds:
-    """The ids of one column in one batch, ready for a jitted lookup.
+    """The ids of one column in one batch, ready for a jitted lookup: numpy
+    arrays as prepared on the host (see `sparse.SparseIds`).
 
     Attributes:
       ids: `SparseIds` whose values are the dynamic-table keys.
@@ -137,10 +146,12 @@ def column_ids(
         batch, key=key, dtype=dtype, hash_bucket_size=hash_bucket_size
     )
     if mask is not None:
-        mask = jnp.asarray(routing_mask(batch, key, mask))
+        mask = routing_mask(batch, key, mask)
+    if batch.strings:  # an int id is its own key: its values stay
+        batch = batch.replace(values=ids_lib.split(keys))
     return ColumnIds(
-        ids=batch.replace(values=ids_lib.from_numpy(keys)),
-        buckets=jnp.asarray(buckets),
+        ids=batch,
+        buckets=buckets,
         to_dynamic=mask,
         hash_bucket_size=hash_bucket_size,
     )

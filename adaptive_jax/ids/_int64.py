@@ -83,14 +83,25 @@ def from_numpy(values: np.ndarray | Sequence[int]) -> Ids:
       >>> to_numpy(ids).tolist()
       [0, -1, 9223372036854775807]
     """
+    words = split(values)
+    return Ids(jnp.asarray(words.hi), jnp.asarray(words.lo))
+
+
+def split(values: np.ndarray | Sequence[int]) -> Ids:
+    """`from_numpy` without leaving the host: `Ids` of numpy uint32 arrays,
+    which a jitted function takes as they are (a batch prepared on the host,
+    to be moved to the device in one go by the step or by `jax.device_put`).
+
+    Raises:
+      TypeError, OverflowError: as `from_numpy`.
+    """
     array = np.asarray(values)
     if not isinstance(values, np.ndarray) and array.dtype.kind in "uO":
         array = np.asarray(values, dtype=np.int64)  # Python ints beyond int64 raise
     _check_integer_dtype(array.dtype, "ids")
     bits = array.astype(np.int64).view(np.uint64)
     hi = (bits >> np.uint64(_WORD)).astype(np.uint32)
-    lo = (bits & np.uint64(_LOW_MASK)).astype(np.uint32)
-    return Ids(jnp.asarray(hi), jnp.asarray(lo))
+    return Ids(hi, bits.astype(np.uint32))  # the cast keeps the low 32 bits
 
 
 def to_numpy(ids: Ids) -> np.ndarray:

@@ -73,7 +73,18 @@ def relayout(source: dict, target: dict) -> dict:
             and src.static.values.shape != dst.static.values.shape
         ):
             raise CheckpointError(f"relayout: column '{name}' has another static table")
-        dst = dst.replace(static=src.static, stats=src.stats, step=src.step)
+        dst = dst.replace(
+            static=src.static,
+            stats=src.stats,
+            step=src.step,
+            share=dst.share if src.share is None else src.share,
+        )
+        if (
+            src.default_values is not None
+            and dst.default_values is not None
+            and src.default_values.shape == dst.default_values.shape
+        ):  # where new rows start from is part of the model
+            dst = dst.replace(default_values=src.default_values)
         if (
             src.sketch is not None
             and dst.sketch is not None

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
@@ -27,7 +26,8 @@ class Rows(NamedTuple):
     values: jax.Array  # [rows, dim]
 
 
-def rows_of(dynamic: Any) -> Rows:
+@jax.jit
+def _rows_of(dynamic: Any) -> Rows:
     table = dynamic.table
     if not partitioned.is_partitioned(dynamic):
         live = table_lib.live_rows(table)
@@ -37,22 +37,30 @@ def rows_of(dynamic: Any) -> Rows:
     return Rows(*(x.reshape((-1,) + x.shape[2:]) for x in fields))
 
 
+def rows_of(dynamic: Any) -> Rows:
+    """The rows, on the host (numpy): one compiled program, not an eager op
+    (and a compile) per step of the way; the selections that follow, whose
+    shapes change from one export to the next, run in numpy."""
+    return Rows(*(np.asarray(x) for x in _rows_of(dynamic)))
+
+
 def selected(
     rows: Rows, *, drop_zero_rows: bool, top_k: int | None, score: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rows to export and their keys, ascending by key."""
-    live = rows.live
+    live = np.asarray(rows.live)
     if drop_zero_rows:
-        live &= jnp.any(rows.values != 0, axis=1)
-    chosen = np.flatnonzero(np.asarray(live)).astype(np.int32)
-    stored = np.asarray(rows.keys[jnp.asarray(chosen)])
+        live = live & np.any(np.asarray(rows.values) != 0, axis=1)
+    chosen = np.flatnonzero(live).astype(np.int32)
+    stored = np.asarray(rows.keys)[chosen]
     keys = ids_lib.to_numpy(ids_lib.Ids(stored[:, 0], stored[:, 1]))
     if top_k is not None and top_k < chosen.size:
-        at = jnp.asarray(chosen)
         scores = {
-            "freq": lambda: rows.freq[at],
-            "version": lambda: rows.last_step[at],
-            "norm": lambda: jnp.sum(jnp.square(rows.values[at]), axis=1),
+            "freq": lambda: np.asarray(rows.freq)[chosen],
+            "version": lambda: np.asarray(rows.last_step)[chosen],
+            "norm": lambda: np.sum(
+                np.square(np.asarray(rows.values, np.float32)[chosen]), axis=1
+            ),
         }
         best = np.lexsort((keys, -np.asarray(scores[score]())))[:top_k]
         chosen, keys = chosen[best], keys[best]
@@ -65,12 +73,11 @@ def arrays(
 ) -> dict[str, np.ndarray]:
     """The `keys`, values, freqs and versions of the `chosen` rows, on the host:
     the row fields of an export or a delta."""
-    at = jnp.asarray(chosen)
     return {
         "keys": keys,
-        "values": np.asarray(rows.values[at]).astype(VALUE_DTYPES[value_dtype]),
-        "freqs": np.asarray(rows.freq[at]),
-        "versions": np.asarray(rows.last_step[at]),
+        "values": np.asarray(rows.values)[chosen].astype(VALUE_DTYPES[value_dtype]),
+        "freqs": np.asarray(rows.freq)[chosen],
+        "versions": np.asarray(rows.last_step)[chosen],
     }
 
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import jax.numpy as jnp
 import numpy as np
 
 from adaptive_jax import _numerics, feature_column, serving
@@ -214,8 +213,9 @@ def _column_delta(
     bucket_values = np.zeros((0, dimension), dtype)
     if column_state.static is not None:
         static = column_state.static
-        buckets = np.flatnonzero(np.asarray(static.last_step >= since)).astype(np.int32)
-        bucket_values = np.asarray(static.values[jnp.asarray(buckets)]).astype(dtype)
+        buckets = np.flatnonzero(np.asarray(static.last_step) >= since)
+        buckets = buckets.astype(np.int32)
+        bucket_values = np.asarray(static.values)[buckets].astype(dtype)
     removed = np.zeros(0, np.int64)
     row_fields = _rows.no_rows(dimension, value_dtype)
     if column_state.dynamic is not None:
@@ -223,7 +223,7 @@ def _column_delta(
         chosen, selected = _rows.selected(
             rows, drop_zero_rows=drop_zero_rows, top_k=top_k, score=score
         )
-        touched = np.asarray(rows.last_step[jnp.asarray(chosen)]) >= since
+        touched = rows.last_step[chosen] >= since
         changed = touched | ~np.isin(selected, previous.keys)
         row_fields = _rows.arrays(rows, chosen[changed], selected[changed], value_dtype)
         removed = previous.keys[~np.isin(previous.keys, selected)]

@@ -64,9 +64,13 @@ def _capacity(num_keys: int) -> int:
     return 1 << max(0, num_keys - 1).bit_length()
 
 
+# One compiled program per capacity, not an eager op (and a compile) per field.
+_empty = jax.jit(table_lib.DynamicTable.create, static_argnums=0)
+
+
 def _index(name: str, keys: np.ndarray) -> table_lib.DynamicTable:
     """A table holding `keys` (distinct) at rows 0, 1, ... in their order."""
-    table = table_lib.DynamicTable.create(_capacity(keys.size))
+    table = _empty(_capacity(keys.size))
     for start in range(0, len(keys), _INSERT_CHUNK):
         chunk = keys[start : start + _INSERT_CHUNK]
         padded = np.zeros(_INSERT_CHUNK, np.int64)

@@ -29,6 +29,9 @@ import pathlib
 import sys
 from collections.abc import Iterator
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _sources  # noqa: E402
+
 FIRST_ID = 10_000_000  # the Id of train.txt's first line
 TEST_FROM_ID = 49_800_000
 BLOBS = {  # the sources' Git blob ids (README), their checksums
@@ -42,12 +45,6 @@ BLOBS = {  # the sources' Git blob ids (README), their checksums
 }
 INTEGERS = [f"I{i}" for i in range(1, 14)]
 CATEGORIES = [f"C{i}" for i in range(1, 27)]
-
-
-def blob_id(path: pathlib.Path) -> str:
-    """Git's blob id of a file: SHA-1 of `blob <size>\\0` and the bytes."""
-    content = path.read_bytes()
-    return hashlib.sha1(b"blob %d\x00" % len(content) + content).hexdigest()
 
 
 def _integer(text: str) -> str:
@@ -104,13 +101,8 @@ def main(argv: list[str]) -> None:
 
     out = args.out or data.default_directory().parent / "criteo_slice"
     if not args.no_check:
-        for kind, paths in (("head", [args.head]), ("kaggle", args.kaggle_csv)):
-            for path in paths:
-                if blob_id(path) not in BLOBS[kind]:
-                    sys.exit(
-                        f"{path}: blob id {blob_id(path)} is not one listed in "
-                        "benchmarks/data/README.md (--no-check to go on)"
-                    )
+        _sources.check_blobs([args.head], BLOBS["head"])
+        _sources.check_blobs(args.kaggle_csv, BLOBS["kaggle"])
     rows = collect(args.head, args.kaggle_csv)
     ids = sorted(rows)
     splits = {

@@ -6,7 +6,8 @@ promoted ids), `jax.value_and_grad` of the DeepFM loss runs with respect to the
 dense parameters and the embeddings, then the embeddings' gradient feeds a
 sparse FTRL update of the tables, and an eviction pass runs every
 `evict_every` steps. The ids are prepared on the host (`feature_column.prepare`:
-Fingerprint64 of the strings, buckets) while the device runs the previous step.
+Fingerprint64 of the strings, buckets) in a background thread
+(`pipeline.Prefetcher`, `prepared`), while the device runs the previous step.
 
 Evaluation reads the serving export (`export.export`), never the training
 state, so the scores are those of the model a server would load.
@@ -15,6 +16,7 @@ state, so the scores are those of the model a server would load.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +28,7 @@ import numpy as np
 import optax
 import tqdm
 
-from adaptive_jax import data, export, metrics, optim, serving
+from adaptive_jax import data, export, metrics, optim, pipeline, serving
 from adaptive_jax import feature_column as fc
 from adaptive_jax.examples.ctr import model as model_lib
 
@@ -136,15 +138,31 @@ def _features(batch: data.Batch) -> dict[str, np.ndarray]:
 
 def _device_batch(
     batch: data.Batch, columns: Sequence[fc.EmbeddingColumn], batch_size: int
-) -> tuple[dict, jax.Array, jax.Array, jax.Array]:
+) -> tuple[tuple[dict, jax.Array, jax.Array, jax.Array], int]:
     """The batch, padded with empty examples to `batch_size`: its prepared ids
-    (room for all 26 per example), counts, labels and weights (0: padding)."""
+    (room for all 26 per example), counts, labels and weights (0: padding),
+    prepared on the host and moved to the device in one call; and its number
+    of examples."""
     weights = (np.arange(batch_size) < batch.size).astype(np.float32)
+    examples = batch.size
     batch = data.pad_batch(batch, batch_size)
     size = batch_size * len(data.CATEGORICAL_COLUMNS)
     ids = fc.prepare(_features(batch), columns, size=size)
-    counts = jnp.asarray(data.log_transform(batch.dense))
-    return ids, counts, jnp.asarray(batch.labels), jnp.asarray(weights)
+    counts = data.log_transform(batch.dense)
+    return jax.device_put((ids, counts, batch.labels, weights)), examples
+
+
+def prepared(
+    batches: Iterable[data.Batch],
+    columns: Sequence[fc.EmbeddingColumn],
+    batch_size: int,
+    *,
+    workers: int = 1,
+) -> pipeline.Prefetcher:
+    """The batches read, prepared and moved to the device in background
+    threads, two ahead of the step (`pipeline.Prefetcher`), in order."""
+    prepare = functools.partial(_device_batch, columns=columns, batch_size=batch_size)
+    return pipeline.Prefetcher(batches, prepare, workers=workers, depth=workers + 1)
 
 
 def train(
@@ -167,23 +185,27 @@ def train(
     """
     params, opt_state, tables = state.params, state.opt_state, state.tables
     examples, timed, start, loss = 0, 0, None, jnp.zeros([])
-    bar = tqdm.tqdm(
-        batches, total=total, desc=description, unit="batch", disable=not progress
-    )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # the filters hold in the prefetcher's threads
         warnings.simplefilter("ignore", data.MalformedLineWarning)  # the scan told
         warnings.simplefilter("ignore", data.UnusualValueWarning)
-        for batch in bar:
-            ids, counts, labels, weights = _device_batch(batch, columns, batch_size)
-            params, opt_state, tables, loss = step(
-                params, opt_state, tables, ids, counts, labels, weights
+        with prepared(batches, columns, batch_size) as inputs:
+            bar = tqdm.tqdm(
+                inputs,
+                total=total,
+                desc=description,
+                unit="batch",
+                disable=not progress,
             )
-            examples += batch.size
-            if start is None:
-                jax.block_until_ready(loss)
-                start = time.perf_counter()
-            else:
-                timed += batch.size
+            for (ids, counts, labels, weights), size in bar:
+                params, opt_state, tables, loss = step(
+                    params, opt_state, tables, ids, counts, labels, weights
+                )
+                examples += size
+                if start is None:
+                    jax.block_until_ready(loss)
+                    start = time.perf_counter()
+                else:
+                    timed += size
     jax.block_until_ready(tables)
     seconds = time.perf_counter() - start if start is not None else 0.0
     timing = {
@@ -266,8 +288,12 @@ def sizes(tables: dict, exported: serving.Export) -> dict[str, int]:
     and a plain dynamic table's default values.
     """
     report = export.size_report(tables, exported)["total"]
-    summaries = fc.summary(tables).values()
+    summaries = list(fc.summary(tables).values())
+    shares = [s["migration_share"] for s in summaries if "migration_share" in s]
     return {
+        # "fitted" migration: the share of its bucket a promoted id of each
+        # feature starts from, as measured in training
+        **({"migration_share": [round(x, 4) for x in shares[0]]} if shares else {}),
         "param_bytes": int(report["training_bytes"]),
         "export_bytes": int(report["export_bytes"]),
         "live_rows": int(report["live_rows"]),

@@ -77,7 +77,7 @@ class Settings:
     steps_to_live: int | None = None
     evict_every: int = 10
     headroom: float = 1.25
-    migration: str = "deeprec"
+    migration: str = "fitted"
 
     def __post_init__(self):
         for name in (
