@@ -16,6 +16,7 @@ cost, with a free list of rows, per-row counters and event counters
 """
 
 from adaptive_jax.table._insert import insert_absent as insert_absent
+from adaptive_jax.table._insert import insert_absent_with as insert_absent_with
 from adaptive_jax.table._insert import lookup_or_insert as lookup_or_insert
 from adaptive_jax.table._remove import release as release
 from adaptive_jax.table._remove import remove as remove
@@ -39,6 +40,7 @@ __all__ = (
     "advance_step",
     "find",
     "insert_absent",
+    "insert_absent_with",
     "live_rows",
     "lookup",
     "lookup_or_insert",
