@@ -445,6 +445,18 @@ def test_bad_serving_inputs_are_named(states):
         serving.lookup(built, features, masks=masks, size=SIZE)
 
 
+def test_an_export_with_a_repeated_key_is_refused_naming_the_column(states):
+    _, state = states
+    exported = export.export(state, COLUMNS)
+    name = next(n for n, c in exported.columns.items() if c.keys.size >= 2)
+    column = exported.columns[name]
+    keys = column.keys.copy()
+    keys[1] = keys[0]
+    columns = dict(exported.columns) | {name: dataclasses.replace(column, keys=keys)}
+    with pytest.raises(ValueError, match=f"column '{name}': .*not distinct"):
+        serving.build(dataclasses.replace(exported, columns=columns))
+
+
 def test_serving_lookup_is_jittable_and_reads_only(states):
     _, state = states
     built = serving.build(export.export(state, COLUMNS))
