@@ -41,8 +41,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -50,15 +50,12 @@ import numpy as np
 from adaptive_jax import _numerics, optim
 from adaptive_jax import table as table_lib
 from adaptive_jax.column import options
-from adaptive_jax.feature_column import _layer, _specs
-from adaptive_jax.table import _index
+from adaptive_jax.feature_column import _footprint, _specs
+from adaptive_jax.feature_column._footprint import SKETCH_SHARE
 
 KINDS = ("adaptive", "filtered", "dynamic", "static")
 BUDGETS = ("training", "export")
 ROW_SHARE = 0.75  # of the bytes past the least state, the most the rows take
-SKETCH_SHARE = 0.25  # of the training budget, the most the admission sketch takes
-_PROBE = _index.WAYS * 1024  # rows and buckets added to measure their bytes
-_INDEX_BUCKET = 2 * _index.WAYS * np.dtype(np.int32).itemsize  # an index grows so
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,21 +99,6 @@ class Sizing:
     export_bytes: int
     budget: dict[str, int]
     reason: str
-
-
-def state_bytes(columns: Sequence[_specs.EmbeddingColumn], optimizer: Any) -> int:
-    """Bytes of every array of `init_state(columns, optimizer, key)`, from the
-    shapes alone (nothing is allocated)."""
-    return _tree_bytes(_shapes(tuple(columns), optimizer))
-
-
-def export_bytes_bound(
-    columns: Sequence[_specs.EmbeddingColumn], optimizer: Any
-) -> int:
-    """The most bytes an export of the columns' state can hold: the static
-    tables, every row with its key, values, freq and last step, and a plain
-    dynamic table's default values (`export.export` copies these)."""
-    return _export_bytes(_shapes(tuple(columns), optimizer), columns)
 
 
 def size_columns(
@@ -181,120 +163,145 @@ def size_columns(
     _check_options(kind, dimension, min_filter_freq, headroom, stack_key)
     keys = list(counts)
     distinct = {k: int(c.size) for k, c in counts.items()}
-    total_distinct = sum(distinct.values())
+    everything = sum(distinct.values())
     weights = {
-        k: distinct[k] / total_distinct if total_distinct else 1 / len(keys)
-        for k in keys
+        k: distinct[k] / everything if everything else 1 / len(keys) for k in keys
     }
     top = max((int(c.max()) for c in counts.values() if c.size), default=0)
-    t_cap = min(max(min_filter_freq, top + 1), 2**31 - 1)  # no id reaches it
-    build = functools.partial(
-        _columns,
-        kind,
-        keys,
-        dimension=dimension,
-        dtype=dtype,
-        stack_key=stack_key,
-        migration=migration,
-        initializer=initializer,
-        evict_option=evict_option,
-    )
-    ones = dict.fromkeys(keys, 1)
+    never = min(max(min_filter_freq, top + 1), 2**31 - 1)  # no id reaches it
     admission = kind in ("adaptive", "filtered")
-    # The sketch: for every distinct id, or as many as its share holds.
-    full_ids = [total_distinct] if stack_key is not None else list(distinct.values())
-    scale, reserve = 1.0, 0
-    if admission:
-        scale, reserve = _sketch_scale(full_ids, t_cap, budget.get("training"))
-    sketch_ids = _sketch_ids(full_ids, scale)
-    base = build(ones, ones, t_cap, sketch_ids)
-    shapes = _shapes(base, optimizer)
-    sketch_now = sum(_tree_bytes(s.sketch) for s in shapes.values())
-    tables = len(base) if kind != "static" else 0
-    fixed = {
-        "training": _tree_bytes(shapes) - sketch_now + reserve + tables * _INDEX_BUCKET,
-        "export": _export_bytes(shapes, base),
-    }
-    first = keys[0]
-    row = bucket = {"training": 0.0, "export": 0.0}
-    if kind != "static":
-        more = dict(ones, **{first: 1 + _PROBE})
-        probe = build(ones, more, t_cap, sketch_ids)
-        row = _slopes(probe, optimizer, shapes, base)
-    if kind in ("adaptive", "static"):
-        more = dict(ones, **{first: 1 + _PROBE})
-        probe = build(more, ones, t_cap, sketch_ids)
-        bucket = _slopes(probe, optimizer, shapes, base)
-    room = {}
-    for name, limit in budget.items():
-        room[name] = limit - fixed[name]
-        if room[name] < 0:
-            least = _least(fixed[name], reserve, full_ids, t_cap, name)
-            raise ValueError(
-                f"size_columns: budget['{name}'] = {limit:,} bytes is below the "
-                f"least state of these {kind} columns, {least:,} bytes (one bucket "
-                "and one row per feature, the admission sketch, the statistics, "
-                f"the default values); give at least {least:,}"
-            )
+    full = ([everything] if stack_key else list(distinct.values())) if admission else []
+    build = functools.partial(
+        _columns, kind, keys, dimension=dimension, dtype=dtype,
+        stack_key=stack_key, migration=migration, initializer=initializer,
+        evict_option=evict_option,
+    )  # fmt: skip
+    smallest = _footprint.sketch_ids(full, 0.0)
+    cost = _footprint.costs(
+        lambda buckets, rows: build(buckets, rows, never, sketch_ids=smallest),
+        optimizer, keys, kind,
+    )  # fmt: skip
     need = functools.partial(_need, counts, headroom)
-    row_share = {"adaptive": ROW_SHARE, "filtered": 1.0, "dynamic": 1.0}.get(kind, 0)
-    rows_cap = sum(need(min_filter_freq).values()) - len(keys)
-    extra_rows = (
-        min((math.floor(row_share * room[n] / row[n]) for n in budget), default=0)
-        if kind != "static"
-        else 0
+    plan = functools.partial(
+        _plan, kind, budget, cost, need, full, min_filter_freq, never, weights, distinct
     )
-    extra_buckets = 0
-    if kind in ("adaptive", "static"):
-        extra_buckets = min(
-            math.floor(
-                max((1 - row_share) * room[n], room[n] - row[n] * rows_cap) / bucket[n]
-            )
-            for n in budget
+    # The sketch's counters are as narrow as the threshold allows: try the
+    # narrowest first, wider only if the threshold it gives needs them.
+    for counting in _widths(min_filter_freq, never):
+        chosen = plan(counting)
+        if chosen.threshold is None or chosen.threshold <= counting:
+            break
+    columns = build(
+        chosen.buckets, chosen.capacity, chosen.threshold, sketch_ids=chosen.sketched
+    )
+    state = _footprint.shapes(columns, optimizer)
+    training = _footprint.tree_bytes(state)
+    exported = _footprint.export_bytes(state, columns)
+    sizes = {
+        k: ColumnSize(
+            k, distinct[k], chosen.buckets[k], chosen.capacity[k], chosen.threshold,
+            _column_reason(kind, k, counts[k], chosen, headroom, weights[k]),
         )
-    threshold = None
+        for k in keys
+    }  # fmt: skip
+    reason = _reason(
+        kind, budget, training, exported, chosen.threshold, min_filter_freq,
+        chosen.sketched, full, optimizer,
+    )  # fmt: skip
+    return Sizing(sizes, columns, training, exported, budget, reason)
+
+
+class _Chosen(NamedTuple):
+    """Sizes by feature (None where the kind has no such table)."""
+
+    threshold: int | None
+    capacity: dict[str, int | None]
+    buckets: dict[str, int | None]
+    needed: dict[str, int]  # rows for the ids reaching the threshold
+    sketched: list[int]  # the distinct ids each sketch is sized for
+
+
+def _widths(lowest: int, never: int) -> list[int]:
+    """The largest threshold of each counter width, from the narrowest that
+    holds `lowest` to the one that holds `never`."""
+    widths = []
+    for largest in (2**8 - 1, 2**16 - 1, 2**31 - 1):  # uint8, uint16, uint32
+        if largest >= lowest:
+            widths.append(largest)
+        if largest >= never:
+            return widths
+    return widths
+
+
+def _plan(
+    kind, budget, cost, need, full, lowest, never, weights, distinct, counting
+) -> _Chosen:
+    """The rule (the module's docstring), with sketch counters wide enough for
+    a threshold of `counting`.
+
+    Raises:
+      ValueError: a budget below the least state.
+    """
+    keys = list(distinct)
+    other = cost.least["training"] - cost.sketch  # without the sketch's counters
+    reserve = _footprint.sketch_reserve(full, counting, budget.get("training"))
+    least = dict(cost.least, training=other + reserve)
+    room = {name: limit - least[name] for name, limit in budget.items()}
+    for name, left in room.items():
+        if left < 0:
+            needed = least[name]
+            if name == "training":
+                needed = _footprint.least_training_budget(other, full, never)
+            raise ValueError(
+                f"size_columns: budget['{name}'] = {budget[name]:,} bytes is below "
+                f"the least state of these {kind} columns, {needed:,} bytes (one "
+                "bucket and one row per feature, the admission sketch, the "
+                f"statistics, the default values); give at least {needed:,}"
+            )
+    extra_rows, extra_buckets = _allowances(kind, room, cost, need(lowest))
+    threshold, needed, sketched = None, {}, []
     capacity = buckets = dict.fromkeys(keys)
-    if admission:
-        threshold = _threshold(need, len(keys), extra_rows, min_filter_freq, t_cap)
-        capacity = need(threshold)
+    if kind in ("adaptive", "filtered"):
+        threshold = _threshold(need, len(keys), extra_rows, lowest, never)
+        needed = need(threshold)
+        capacity = _with_spare_rows(need, threshold, extra_rows, lowest)
+        scale = _footprint.sketch_scale(full, threshold, reserve)
+        sketched = _footprint.sketch_ids(full, scale)
     elif kind == "dynamic":
         capacity = {
             k: min(max(1, distinct[k]), 1 + math.floor(extra_rows * weights[k]))
             for k in keys
         }
     if kind in ("adaptive", "static"):
-        buckets = {k: 1 + math.floor(extra_buckets * weights[k]) for k in keys}
-        if kind == "adaptive":
-            buckets = {k: min(buckets[k], max(1, distinct[k])) for k in keys}
-        buckets = {k: min(b, 2**31 - 1) for k, b in buckets.items()}
-    columns = build(buckets, capacity, threshold, sketch_ids)
-    measured = _shapes(columns, optimizer)
-    sizes = {
-        k: ColumnSize(
-            k,
-            distinct[k],
-            buckets[k],
-            capacity[k],
-            threshold,
-            _column_reason(
-                kind,
-                k,
-                counts[k],
-                buckets[k],
-                capacity[k],
-                threshold,
-                headroom,
-                weights[k],
-            ),  # fmt: skip
+        most = distinct if kind == "adaptive" else dict.fromkeys(keys, 2**31 - 2)
+        buckets = {
+            k: min(max(1, most[k]), 1 + math.floor(extra_buckets * weights[k]))
+            for k in keys
+        }
+    return _Chosen(threshold, capacity, buckets, needed, sketched)
+
+
+def _allowances(
+    kind: str, room: dict[str, int], cost: _footprint.Costs, lowest: dict[str, int]
+) -> tuple[int, int]:
+    """Rows and buckets past one per feature that every budget allows: the rows
+    their share of the room (`ROW_SHARE` with buckets, all of it without), the
+    buckets the rest, or all the rows of the lowest threshold (`lowest`, rows
+    by feature) leave, whichever is more."""
+    share = {"adaptive": ROW_SHARE, "static": 0.0}.get(kind, 1.0)
+    most_rows = sum(lowest.values()) - len(lowest)
+    rows = buckets = 0
+    if kind != "static":
+        rows = min(math.floor(share * room[n] / cost.row[n]) for n in room)
+    if kind in ("adaptive", "static"):
+        buckets = min(
+            math.floor(
+                max((1 - share) * room[n], room[n] - cost.row[n] * most_rows)
+                / cost.bucket[n]
+            )
+            for n in room
         )
-        for k in keys
-    }
-    training, export = _tree_bytes(measured), _export_bytes(measured, columns)
-    reason = _reason(
-        kind, budget, training, export, threshold, min_filter_freq, sketch_ids,
-        full_ids, optimizer,
-    )  # fmt: skip
-    return Sizing(sizes, columns, training, export, budget, reason)
+    return rows, buckets
 
 
 def _checked_frequencies(frequencies: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -381,50 +388,18 @@ def _threshold(need, features: int, extra: int, lowest: int, highest: int) -> in
     return lowest
 
 
-def _sketch_bytes(ids: list[int], t: int) -> int:
-    return sum(options.CounterFilter(t, max_element_size=n).sketch_bytes() for n in ids)
-
-
-def _sketch_ids(full: list[int], scale: float) -> list[int]:
-    return [max(1, math.floor(n * scale)) for n in full]
-
-
-def _sketch_scale(full: list[int], t: int, budget: int | None) -> tuple[float, int]:
-    """The share of the distinct ids the sketch is sized for, and the bytes
-    kept for it: all of them if they fit `SKETCH_SHARE` of the training budget;
-    else the most that do (the bytes kept: that share, whatever it holds)."""
-    whole = _sketch_bytes([max(1, n) for n in full], t)
-    least = _sketch_bytes(_sketch_ids(full, 0.0), t)
-    if budget is None or whole <= SKETCH_SHARE * budget:
-        return 1.0, whole
-    reserve = max(least, math.floor(SKETCH_SHARE * budget))
-    low, high = 0.0, 1.0
-    for _ in range(40):
-        middle = (low + high) / 2
-        if _sketch_bytes(_sketch_ids(full, middle), t) <= reserve:
-            low = middle
-        else:
-            high = middle
-    return low, reserve
-
-
-def _least(fixed: int, reserve: int, full: list[int], t: int, name: str) -> int:
-    """The least budget of `name`: the fixed state, with the sketch at the
-    size that budget would give it."""
-    if name != "training" or not reserve:
-        return fixed
-    other = fixed - reserve
-    whole = _sketch_bytes([max(1, n) for n in full], t)
-    least = _sketch_bytes(_sketch_ids(full, 0.0), t)
-
-    def kept(budget: int) -> int:  # as `_sketch_scale` keeps
-        if whole <= SKETCH_SHARE * budget:
-            return whole
-        return max(least, math.floor(SKETCH_SHARE * budget))
-
-    edge = math.ceil(other / (1 - SKETCH_SHARE))
-    candidates = (other + least, other + whole, edge, edge + 1)
-    return min(c for c in candidates if c >= other + kept(c))
+def _with_spare_rows(need, threshold: int, extra: int, lowest: int) -> dict[str, int]:
+    """Rows per feature for its ids reaching `threshold`, and the rows the
+    budget allows past them, toward the ids of the next lower threshold, in
+    proportion to what each feature will need there: as the budget grows, each
+    feature's rows grow to those of the next threshold, and never shrink."""
+    rows = need(threshold)
+    if threshold <= lowest:
+        return rows  # past the lowest threshold's rows the buckets take the rest
+    below = need(threshold - 1)
+    spare = extra - (sum(rows.values()) - len(rows))
+    step = sum(below.values()) - sum(rows.values())
+    return {k: rows[k] + spare * (below[k] - rows[k]) // step for k in rows}
 
 
 def _columns(
@@ -433,8 +408,8 @@ def _columns(
     buckets: dict[str, int | None],
     capacity: dict[str, int | None],
     threshold: int | None,
-    sketch_ids: list[int],
     *,
+    sketch_ids: list[int],
     dimension: int,
     dtype: str,
     stack_key: str | None,
@@ -463,79 +438,41 @@ def _columns(
             k, dtype, ev_option=option(k, ids)
         )
 
+    ids = sketch_ids or [1] * len(keys)  # none without admission
     if stack_key is not None:
-        stacked = _specs.stacked_column(
-            [member(k, sketch_ids[0]) for k in keys], stack_key
-        )
-        categorical = [stacked]
+        categorical = [
+            _specs.stacked_column([member(k, ids[0]) for k in keys], stack_key)
+        ]
     else:
-        categorical = [member(k, n) for k, n in zip(keys, sketch_ids, strict=True)]
+        categorical = [member(k, n) for k, n in zip(keys, ids, strict=True)]
     return tuple(
         _specs.embedding_column(c, dimension, initializer=initializer)
         for c in categorical
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _shapes(columns: tuple[_specs.EmbeddingColumn, ...], optimizer: Any) -> dict:
-    return jax.eval_shape(
-        functools.partial(_layer.init_state, columns, optimizer), jax.random.key(0)
-    )
-
-
-def _tree_bytes(tree: Any) -> int:
-    return sum(
-        math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
-    )
-
-
-def _export_bytes(shapes: dict, columns: Sequence[_specs.EmbeddingColumn]) -> int:
-    """What `export.export` copies out of a state of these shapes, every row
-    live and none zero."""
-    total = 0
-    for column in columns:
-        state = shapes[column.name]
-        if state.static is not None:
-            total += _tree_bytes(state.static.values)
-        if state.dynamic is not None:
-            table = state.dynamic.table
-            rows = (table.row_keys, state.dynamic.values, table.freq, table.last_step)
-            total += _tree_bytes(rows)
-        option = column.categorical_column.ev_option
-        if state.static is None and option is not None and option.filter_option is None:
-            total += _tree_bytes(state.default_values)
-    return total
-
-
-def _slopes(probe, optimizer, shapes, base) -> dict[str, float]:
-    """Bytes per row or bucket: what `_PROBE` more of them add, in training and
-    in the export."""
-    more = _shapes(probe, optimizer)
-    return {
-        "training": (_tree_bytes(more) - _tree_bytes(shapes)) / _PROBE,
-        "export": (_export_bytes(more, probe) - _export_bytes(shapes, base)) / _PROBE,
-    }
-
-
 def _column_reason(
     kind: str,
     key: str,
     counts: np.ndarray,
-    buckets: int | None,
-    capacity: int | None,
-    threshold: int | None,
+    chosen: _Chosen,
     headroom: float,
     weight: float,
 ) -> str:
     """One sentence: what the feature got and why."""
     distinct = counts.size
+    threshold, needed = chosen.threshold, chosen.needed.get(key)
+    buckets, capacity = chosen.buckets[key], chosen.capacity[key]
     parts = []
     if threshold is not None:
         reach = distinct - int(np.searchsorted(counts, threshold))
-        parts.append(
-            f"{capacity:,} rows for its {reach:,} ids seen >= {threshold} times "
-            f"(x{headroom:g} headroom)"
+        line = (
+            f"{capacity:,} rows: {needed:,} for its {reach:,} ids seen >= "
+            f"{threshold} times (x{headroom:g} headroom)"
         )
+        if capacity > needed:
+            line += f", {capacity - needed:,} toward those seen {threshold - 1} times"
+        parts.append(line)
     elif capacity is not None:
         every = "a row per id" if capacity >= distinct else "its share of the rows"
         parts.append(f"{capacity:,} rows for its {distinct:,} ids ({every})")
