@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from adaptive_jax import export, optim, sparse
 from adaptive_jax import feature_column as fc
 
-KINDS = fc._sizing.KINDS
+KINDS = ("adaptive", "filtered", "dynamic", "static")
 OPTIMIZERS = {"ftrl": optim.ftrl(0.1), "adagrad": optim.adagrad(0.1)}
 
 # Per feature, how often each distinct id occurred: a long tail of small counts

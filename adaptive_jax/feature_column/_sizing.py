@@ -20,20 +20,24 @@ row of its own; the buckets then share the rest among the rare ids):
 2. The admission sketch counts the ids without a row. It is sized for every
    distinct id of the pass if that takes at most `SKETCH_SHARE` of the
    training budget; else for as many as that share holds (it then halves its
-   counters more often: a count is a more recent count).
-3. Of the bytes left, the rows get up to `ROW_SHARE`: the threshold is the
-   lowest (at least `min_filter_freq`) at which the ids reaching it, times
-   `headroom`, fit them; each feature gets rows for its ids that reach it.
-4. The buckets get the rest (`1 - ROW_SHARE`, or everything past the rows of
-   the lowest threshold), shared by the features in proportion to their
-   distinct ids, never more than one bucket per distinct id.
+   counters more often: a count is a more recent count). Its counters are as
+   narrow as the threshold allows (uint8 up to 255).
+3. Of the bytes left, the rows get `ROW_SHARE`: the threshold is the lowest
+   (at least `min_filter_freq`) at which the ids reaching it, times
+   `headroom`, fit them; each feature gets rows for its ids that reach it,
+   and the rows left over go toward the ids of the next lower threshold (so
+   they are there when a larger budget lowers it).
+4. The buckets get the rest (`1 - ROW_SHARE`, or everything past all the rows
+   of the lowest threshold), shared by the features in proportion to their
+   ids seen fewer than `min_filter_freq` times (rare at any budget), never
+   more than one bucket per distinct id.
 
-Bytes the rows leave at their threshold are not handed to the buckets, and
-every share is a fixed fraction rounded down, so that a larger budget never
-gives a smaller table (each column's capacity and buckets grow or stay). A
-"filtered" column (no buckets) gives the rows everything; a "dynamic" one (no
-filter) a row per id as far as the budget goes, shared by distinct ids; a
-"static" one spends it all on buckets, shared by distinct ids.
+Every share is a fixed fraction rounded down, so a larger budget never gives
+a smaller table: each column's capacity and buckets grow or stay, and its
+threshold falls or stays. A "filtered" column (no buckets) gives the rows all
+the bytes; a "dynamic" one (no filter) a row per id as far as the budget
+goes, shared by distinct ids; a "static" one spends it all on buckets, shared
+by distinct ids.
 """
 
 from __future__ import annotations
@@ -44,18 +48,14 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
-from adaptive_jax import _numerics, optim
 from adaptive_jax import table as table_lib
 from adaptive_jax.column import options
-from adaptive_jax.feature_column import _footprint, _specs
-from adaptive_jax.feature_column._footprint import SKETCH_SHARE
+from adaptive_jax.feature_column import _footprint, _sizing_edges, _specs
+from adaptive_jax.feature_column._footprint import ROW_SHARE
 
-KINDS = ("adaptive", "filtered", "dynamic", "static")
-BUDGETS = ("training", "export")
-ROW_SHARE = 0.75  # of the bytes past the least state, the most the rows take
+KINDS, BUDGETS = _sizing_edges.KINDS, _sizing_edges.BUDGETS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,31 +142,39 @@ def size_columns(
     Returns:
       A `Sizing`: the sizes and reasons per feature, the columns, their bytes.
 
-    Example:
+    Example: a long-tailed feature and a short one, in 400 kB of training
+    state; the rows hold the ids seen 33 times or more:
       >>> import numpy as np
       >>> from adaptive_jax import feature_column as fc, optim
-      >>> counts = {"site": np.array([50, 9, 4, 3, 1, 1, 1]),
-      ...           "device": np.array([70, 2])}
-      >>> sized = fc.size_columns(counts, 4, optim.ftrl(0.1), 300_000)
+      >>> rng = np.random.default_rng(0)
+      >>> ids = {"site": rng.zipf(1.3, 50_000), "device": rng.integers(0, 40, 50_000)}
+      >>> counts = {k: np.unique(v, return_counts=True)[1] for k, v in ids.items()}
+      >>> sized = fc.size_columns(counts, 8, optim.ftrl(0.1), 400_000)
       >>> [(s.hash_bucket_size, s.capacity, s.filter_freq)
       ...  for s in sized.sizes.values()]
-      [(7, 5, 2), (2, 3, 2)]
-      >>> sized.training_bytes <= 300_000
+      [(77, 125, 33), (1, 50, 33)]
+      >>> sized.training_bytes <= 400_000
       True
+      >>> print(sized.sizes["site"].reason)  # doctest: +NORMALIZE_WHITESPACE
+      site: 125 rows: 120 for its 96 ids seen >= 33 times (x1.25 headroom), 5
+      toward those seen 32 times; 77 buckets for its other ids (100.0% of the
+      buckets, its share of the rare ids)
 
     Raises:
       ValueError: a bad argument, or a budget below the least state of these
         columns (the message says how much that is); each names the option.
     """
-    counts = _checked_frequencies(frequencies)
-    budget = _checked_budget(budget)
-    _check_options(kind, dimension, min_filter_freq, headroom, stack_key)
+    counts = _sizing_edges.checked_frequencies(frequencies)
+    budget = _sizing_edges.checked_budget(budget)
+    _sizing_edges.check_options(kind, dimension, min_filter_freq, headroom, stack_key)
     keys = list(counts)
     distinct = {k: int(c.size) for k, c in counts.items()}
     everything = sum(distinct.values())
-    weights = {
-        k: distinct[k] / everything if everything else 1 / len(keys) for k in keys
-    }
+    # Each table's share: by distinct ids; an adaptive column's buckets by the
+    # ids below the lowest threshold, those that stay rare at any budget.
+    rare = {k: int(np.searchsorted(c, min_filter_freq)) for k, c in counts.items()}
+    by = rare if kind == "adaptive" and sum(rare.values()) else distinct
+    weights = {k: by[k] / max(1, sum(by.values())) for k in keys}
     top = max((int(c.max()) for c in counts.values() if c.size), default=0)
     never = min(max(min_filter_freq, top + 1), 2**31 - 1)  # no id reaches it
     admission = kind in ("adaptive", "filtered")
@@ -197,14 +205,18 @@ def size_columns(
     state = _footprint.shapes(columns, optimizer)
     training = _footprint.tree_bytes(state)
     exported = _footprint.export_bytes(state, columns)
+    share = "rare" if by is rare else "distinct"
+    why = functools.partial(
+        _sizing_edges.column_reason, kind, chosen=chosen, share=share
+    )
     sizes = {
         k: ColumnSize(
             k, distinct[k], chosen.buckets[k], chosen.capacity[k], chosen.threshold,
-            _column_reason(kind, k, counts[k], chosen, headroom, weights[k]),
+            why(k, counts[k], headroom=headroom, weight=weights[k]),
         )
         for k in keys
     }  # fmt: skip
-    reason = _reason(
+    reason = _sizing_edges.reason(
         kind, budget, training, exported, chosen.threshold, min_filter_freq,
         chosen.sketched, full, optimizer,
     )  # fmt: skip
@@ -304,67 +316,6 @@ def _allowances(
     return rows, buckets
 
 
-def _checked_frequencies(frequencies: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    if not isinstance(frequencies, Mapping) or not frequencies:
-        raise ValueError(
-            "size_columns: frequencies must be a non-empty dict of feature key -> "
-            f"counts of its distinct ids, got {type(frequencies).__name__}"
-        )
-    counts = {}
-    for key, values in frequencies.items():
-        array = np.asarray(values)
-        if not isinstance(key, str) or array.ndim != 1:
-            raise ValueError(
-                f"size_columns: frequencies[{key!r}] must be a 1-D array of counts "
-                f"under a str key, got shape {array.shape}"
-            )
-        if array.size and (
-            not np.issubdtype(array.dtype, np.integer) or int(array.min()) < 1
-        ):
-            raise ValueError(
-                f"size_columns: frequencies['{key}'] must hold int counts >= 1 (how "
-                "often each distinct id occurred), got "
-                f"{array.dtype} values down to {array.min()!r}"
-            )
-        counts[key] = np.sort(array.astype(np.int64))
-    return counts
-
-
-def _checked_budget(budget: int | Mapping[str, int]) -> dict[str, int]:
-    given = dict(budget) if isinstance(budget, Mapping) else {"training": budget}
-    if not given:
-        raise ValueError(
-            f"size_columns: budget must be an int or a dict of {BUDGETS}, got {{}}"
-        )
-    for name, value in given.items():
-        if name not in BUDGETS:
-            raise ValueError(
-                f"size_columns: budget[{name!r}]: an unknown budget kind; give "
-                f"bytes for one of {BUDGETS}"
-            )
-        value = _numerics.python_int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"size_columns: budget['{name}'] must be an int of bytes >= 1, got "
-                f"{value!r}"
-            )
-        given[name] = value
-    return given
-
-
-def _check_options(kind, dimension, min_filter_freq, headroom, stack_key) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"size_columns: kind must be one of {KINDS}, got {kind!r}")
-    for name, value in (("dimension", dimension), ("min_filter_freq", min_filter_freq)):
-        value = _numerics.python_int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"size_columns: {name} must be an int >= 1, got {value!r}")
-    if not (isinstance(headroom, int | float) and headroom >= 1.0):
-        raise ValueError(f"size_columns: headroom must be >= 1, got {headroom!r}")
-    if stack_key is not None and not isinstance(stack_key, str):
-        raise ValueError(f"size_columns: stack_key must be a str, got {stack_key!r}")
-
-
 def _need(counts: dict[str, np.ndarray], headroom: float, t: int) -> dict[str, int]:
     """Rows per feature for its ids seen at least `t` times, with headroom."""
     return {
@@ -449,76 +400,3 @@ def _columns(
         _specs.embedding_column(c, dimension, initializer=initializer)
         for c in categorical
     )
-
-
-def _column_reason(
-    kind: str,
-    key: str,
-    counts: np.ndarray,
-    chosen: _Chosen,
-    headroom: float,
-    weight: float,
-) -> str:
-    """One sentence: what the feature got and why."""
-    distinct = counts.size
-    threshold, needed = chosen.threshold, chosen.needed.get(key)
-    buckets, capacity = chosen.buckets[key], chosen.capacity[key]
-    parts = []
-    if threshold is not None:
-        reach = distinct - int(np.searchsorted(counts, threshold))
-        line = (
-            f"{capacity:,} rows: {needed:,} for its {reach:,} ids seen >= "
-            f"{threshold} times (x{headroom:g} headroom)"
-        )
-        if capacity > needed:
-            line += f", {capacity - needed:,} toward those seen {threshold - 1} times"
-        parts.append(line)
-    elif capacity is not None:
-        every = "a row per id" if capacity >= distinct else "its share of the rows"
-        parts.append(f"{capacity:,} rows for its {distinct:,} ids ({every})")
-    if buckets is not None:
-        rest = "its other ids" if kind == "adaptive" else f"its {distinct:,} ids"
-        why = f"{weight:.1%} of the buckets, its share of the distinct ids"
-        if kind == "adaptive" and buckets >= max(1, distinct):
-            why = "one per distinct id: more would not help"
-        parts.append(f"{buckets:,} buckets for {rest} ({why})")
-    if kind == "filtered":
-        parts.append("its other ids read 0")
-    return f"{key}: " + "; ".join(parts)
-
-
-def _reason(
-    kind: str,
-    budget: dict[str, int],
-    training: int,
-    export: int,
-    threshold: int | None,
-    lowest: int,
-    sketch_ids: list[int],
-    full_ids: list[int],
-    optimizer: Any,
-) -> str:
-    """A few sentences: the bytes against the budget, and the rule's choices."""
-    spec = optim.spec_of(optimizer)
-    slots = len(jax.tree.leaves(spec.init_slots(np.zeros((1, 1), np.float32))))
-    given = ", ".join(f"{name} {limit:,} B" for name, limit in budget.items())
-    lines = [
-        f"{kind} columns in a budget of {given}: training state {training:,} B, "
-        f"export at most {export:,} B; {type(spec).__name__} keeps {slots} slot "
-        "array(s) beside each table's values."
-    ]
-    if threshold is not None:
-        fitted = (
-            "the lowest allowed"
-            if threshold == lowest
-            else f"the lowest at or above {lowest} at which the ids reaching it fit "
-            f"the rows' share ({ROW_SHARE:.0%} with buckets) of the bytes"
-        )
-        lines.append(f"filter_freq {threshold}: {fitted}.")
-        if sum(sketch_ids) < sum(full_ids):
-            lines.append(
-                f"The admission sketch is sized for {sum(sketch_ids):,} of the "
-                f"{sum(full_ids):,} distinct ids, what {SKETCH_SHARE:.0%} of the "
-                "training budget holds: its counts are recent ones."
-            )
-    return " ".join(lines)
