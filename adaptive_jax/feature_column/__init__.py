@@ -51,6 +51,7 @@ from adaptive_jax.feature_column._layer import apply_gradients as apply_gradient
 from adaptive_jax.feature_column._layer import init_state as init_state
 from adaptive_jax.feature_column._layer import input_layer as input_layer
 from adaptive_jax.feature_column._prepare import prepare as prepare
+from adaptive_jax.feature_column._sizing import BUDGETS as BUDGETS
 from adaptive_jax.feature_column._sizing import ColumnSize as ColumnSize
 from adaptive_jax.feature_column._sizing import Sizing as Sizing
 from adaptive_jax.feature_column._sizing import size_columns as size_columns
@@ -76,6 +77,7 @@ from adaptive_jax.feature_column._upkeep import maybe_evict as maybe_evict
 from adaptive_jax.feature_column._upkeep import summary as summary
 
 __all__ = (
+    "BUDGETS",
     "CategoricalColumn",
     "ColumnSize",
     "DEFAULT_EV_OPTION",

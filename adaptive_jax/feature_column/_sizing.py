@@ -266,8 +266,8 @@ def _plan(
                 needed = _footprint.least_training_budget(other, full, never)
             raise ValueError(
                 f"size_columns: budget['{name}'] = {budget[name]:,} bytes is below "
-                f"the least state of these {kind} columns, {needed:,} bytes (one "
-                "bucket and one row per feature, the admission sketch, the "
+                f"the least state of these {kind} columns, {needed:,} bytes (a "
+                "bucket or a row per feature and table, the admission sketch, the "
                 f"statistics, the default values); give at least {needed:,}"
             )
     extra_rows, extra_buckets = _allowances(kind, room, cost, need(lowest))
