@@ -106,6 +106,12 @@ def test_a_budget_sizes_the_variant_and_the_trained_state_fits_it(
     assert result["promotions"] > 0
     printed = capsys.readouterr().out
     assert f"for a training budget of {budget:,} bytes" in printed
+    per_id = ctr.variants.per_id_bytes(
+        ctr.scan.scan(data.CriteoReader([dataset.train], batch_size=1024)),
+        variants.Settings(),
+    )
+    assert f"takes {per_id:,} bytes of training: the budget is" in printed
+    assert budget < per_id  # a real constraint: the rows do not fit every id
     assert f"filter_freq {sizing['filter_freq']}:" in printed
     assert all(f"  {key}: " in printed for key in CATEGORIES)  # a reason each
 

@@ -96,7 +96,7 @@ def column_reason(
     if threshold is not None:
         reach = distinct - int(np.searchsorted(counts, threshold))
         line = (
-            f"{capacity:,} rows: {needed:,} for its {reach:,} ids seen >= "
+            f"{_count(capacity, 'row')}: {needed:,} for its {reach:,} ids seen >= "
             f"{threshold} times (x{headroom:g} headroom)"
         )
         if capacity > needed:
@@ -104,13 +104,13 @@ def column_reason(
         parts.append(line)
     elif capacity is not None:
         every = "a row per id" if capacity >= distinct else "its share of the rows"
-        parts.append(f"{capacity:,} rows for its {distinct:,} ids ({every})")
+        parts.append(f"{_count(capacity, 'row')} for its {distinct:,} ids ({every})")
     if buckets is not None:
         rest = "its other ids" if kind == "adaptive" else f"its {distinct:,} ids"
         why = f"{weight:.1%} of the buckets, its share of the {share} ids"
         if kind == "adaptive" and buckets >= max(1, distinct):
             why = "one per distinct id: more would not help"
-        parts.append(f"{buckets:,} buckets for {rest} ({why})")
+        parts.append(f"{_count(buckets, 'bucket')} for {rest} ({why})")
     if kind == "filtered":
         parts.append("its other ids read 0")
     return f"{key}: " + "; ".join(parts)
@@ -151,3 +151,7 @@ def reason(
                 "training budget holds: its counts are recent ones."
             )
     return " ".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

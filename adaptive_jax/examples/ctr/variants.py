@@ -158,6 +158,17 @@ def sizing(variant: str, counts: IdCounts, settings: Settings) -> fc.Sizing:
     )
 
 
+def per_id_bytes(counts: IdCounts, settings: Settings) -> int:
+    """Bytes of the "dynamic" variant sized by the data (a row per distinct
+    training id), in training or in its export as `settings.budget_of` says:
+    what a budget is a fraction of."""
+    table = columns("dynamic", counts, dataclasses.replace(settings, budget=None))
+    tables = train.optimizers(settings.learning_rate).tables
+    if settings.budget_of == "export":
+        return fc.export_bytes_bound(table, tables)
+    return fc.state_bytes(table, tables)
+
+
 def describe(
     settings: Settings, counts: IdCounts, names: tuple[str, ...] = VARIANTS
 ) -> list[str]:
@@ -165,7 +176,12 @@ def describe(
     a budget: the sizing's reasons, and one line per feature, for the variants
     `names`)."""
     if settings.budget is not None:
-        lines = []
+        per_id = per_id_bytes(counts, settings)
+        lines = [
+            f"a row per id (the dynamic variant sized by the data) takes {per_id:,} "
+            f"bytes of {settings.budget_of}: the budget is "
+            f"{settings.budget / per_id:.3g} of it"
+        ]
         for variant in names:
             sized = sizing(variant, counts, settings)
             lines.append(f"{variant}: {sized.reason}")
