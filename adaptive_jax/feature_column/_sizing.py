@@ -137,7 +137,8 @@ def size_columns(
       dtype: the ids' dtype, "string" or "int64".
       stack_key: one stacked column of this key (`stacked_column`); None for
         a column per feature.
-      migration, initializer, evict_option: as the columns take them.
+      migration, initializer, evict_option: as the columns take them (the
+        columns are not partitioned; eviction changes no byte).
 
     Returns:
       A `Sizing`: the sizes and reasons per feature, the columns, their bytes.
