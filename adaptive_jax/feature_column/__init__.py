@@ -13,8 +13,10 @@ It may import every layer below it (`ids`, `table`, `optim`, `column`); the
 modules: `_specs` (the columns), `_prepare` (raw features to ids, on the
 host), `_layer` (state, lookup, update), `_upkeep` (eviction, statistics),
 `_checks` (a state against its columns, a gradient against its residuals:
-the errors at this face's edges), `_find` (the tables wherever a Flax model
-holds them).
+the errors at this face's edges), `_sizing` (columns sized from a byte
+budget and a survey of the data: `size_columns`), `_footprint` (their bytes
+in training and export, from `init_state`'s shapes), `_find` (the tables
+wherever a Flax model holds them).
 
 The input layer is functional, state in and state out, and split so that the
 step can be jitted: `prepare` turns raw features into `ColumnIds` on the host
@@ -41,10 +43,18 @@ Example (the seed program: `examples/seed_example.py`):
 """
 
 from adaptive_jax.feature_column._checks import check_state as check_state
+from adaptive_jax.feature_column._footprint import (
+    export_bytes_bound as export_bytes_bound,
+)
+from adaptive_jax.feature_column._footprint import state_bytes as state_bytes
 from adaptive_jax.feature_column._layer import apply_gradients as apply_gradients
 from adaptive_jax.feature_column._layer import init_state as init_state
 from adaptive_jax.feature_column._layer import input_layer as input_layer
 from adaptive_jax.feature_column._prepare import prepare as prepare
+from adaptive_jax.feature_column._sizing import BUDGETS as BUDGETS
+from adaptive_jax.feature_column._sizing import ColumnSize as ColumnSize
+from adaptive_jax.feature_column._sizing import Sizing as Sizing
+from adaptive_jax.feature_column._sizing import size_columns as size_columns
 from adaptive_jax.feature_column._specs import DEFAULT_EV_OPTION as DEFAULT_EV_OPTION
 from adaptive_jax.feature_column._specs import DTYPES as DTYPES
 from adaptive_jax.feature_column._specs import CategoricalColumn as CategoricalColumn
@@ -67,10 +77,13 @@ from adaptive_jax.feature_column._upkeep import maybe_evict as maybe_evict
 from adaptive_jax.feature_column._upkeep import summary as summary
 
 __all__ = (
+    "BUDGETS",
     "CategoricalColumn",
+    "ColumnSize",
     "DEFAULT_EV_OPTION",
     "DTYPES",
     "EmbeddingColumn",
+    "Sizing",
     "apply_gradients",
     "categorical_column_with_adaptive_embedding",
     "categorical_column_with_embedding",
@@ -79,11 +92,14 @@ __all__ = (
     "counts",
     "embedding_column",
     "evict",
+    "export_bytes_bound",
     "init_state",
     "input_layer",
     "maybe_evict",
     "ordered",
     "prepare",
+    "size_columns",
     "stacked_column",
+    "state_bytes",
     "summary",
 )

@@ -94,6 +94,16 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--migration", choices=variants.MIGRATIONS,
                    default=defaults.migration,
                    help="how a promoted id starts (default: %(default)s)")  # fmt: skip
+    m.add_argument("--budget", type=int, metavar="BYTES",
+                   help="size every variant to BYTES (feature_column."
+                   "size_columns: buckets, capacity and threshold from the "
+                   "training data's counts, the reasons printed); overrides "
+                   "the sizes above, --filter-freq becomes the lowest "
+                   "threshold (default: sizes from the data alone)")  # fmt: skip
+    m.add_argument("--budget-of", choices=("training", "export"),
+                   default=defaults.budget_of,
+                   help="what --budget bounds: the embedding state in training "
+                   "or its serving export (default: %(default)s)")  # fmt: skip
     m.add_argument("--dimension", type=int, default=defaults.dimension,
                    help="embedding dimension (default: %(default)s)")  # fmt: skip
     m.add_argument("--init-stddev", type=float, default=defaults.init_stddev,

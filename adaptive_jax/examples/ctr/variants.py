@@ -25,7 +25,10 @@ static segment, sized for it, and its own keys. Four variants, of string ids:
 
 The sizes come from one pass over the training data (`scan.scan`): the
 distinct ids of each column and how many reach the threshold; the admission
-counts are sized for the distinct ids of all columns.
+counts are sized for the distinct ids of all columns. With a `budget` (bytes
+of training state, or of the export), `feature_column.size_columns` sizes
+every variant from that pass instead: buckets, capacity and threshold (at
+least `filter_freq`) that fit it, each with its reason (`sizing`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import math
 import adaptive_jax as aj
 from adaptive_jax import adaptive, data, stacking
 from adaptive_jax import feature_column as fc
+from adaptive_jax.examples.ctr import train
 from adaptive_jax.examples.ctr.scan import IdCounts
 
 VARIANTS = ("static", "dynamic", "filtered", "adaptive")
@@ -66,6 +70,11 @@ class Settings:
       headroom: capacity over the ids expected to reach the threshold, for the
         count-min sketch's overestimates.
       migration: the adaptive column's migration (`adaptive.MIGRATIONS`).
+      budget: bytes that size every variant (`sizing`), overriding the sizes
+        above (`filter_freq` becomes the lowest threshold); None for sizes
+        from the data alone.
+      budget_of: what `budget` bounds: "training" (the embedding state) or
+        "export" (the serving export, every row counted).
     """
 
     dimension: int = 8
@@ -78,12 +87,15 @@ class Settings:
     evict_every: int = 10
     headroom: float = 1.25
     migration: str = "fitted"
+    budget: int | None = None
+    budget_of: str = "training"
 
     def __post_init__(self):
         for name in (
             "hash_bucket_size",
             "adaptive_hash_bucket_size",
             "steps_to_live",
+            "budget",
         ):
             if getattr(self, name) is not None:
                 _require_at_least(name, getattr(self, name), 1)
@@ -96,6 +108,11 @@ class Settings:
                 )
         if not self.headroom >= 1.0:
             raise ValueError(f"Settings.headroom must be >= 1, got {self.headroom!r}")
+        if self.budget_of not in fc.BUDGETS:
+            raise ValueError(
+                f"Settings.budget_of must be one of {fc.BUDGETS}, got "
+                f"{self.budget_of!r}"
+            )
         if self.migration not in MIGRATIONS:
             raise ValueError(
                 f"Settings.migration must be one of {MIGRATIONS}, got "
@@ -111,8 +128,65 @@ class Settings:
         )
 
 
-def describe(settings: Settings, counts: IdCounts) -> list[str]:
-    """One line per variant: its tables' sizes, and where they come from."""
+def sizing(variant: str, counts: IdCounts, settings: Settings) -> fc.Sizing:
+    """The stacked column of `variant` sized by `settings.budget` from `counts`
+    (`feature_column.size_columns`), with the reasons.
+
+    Raises:
+      ValueError: an unknown variant, no budget, or a budget too small (the
+        message says how much is needed).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if settings.budget is None:
+        raise ValueError("Settings.budget: give the bytes to size the columns by")
+    evict = None
+    if variant == "adaptive" and settings.steps_to_live is not None:
+        evict = aj.GlobalStepEvict(settings.steps_to_live)
+    return fc.size_columns(
+        {k: counts.frequency_counts[k] for k in data.CATEGORICAL_COLUMNS},
+        settings.dimension,
+        train.optimizers(settings.learning_rate).tables,
+        {settings.budget_of: settings.budget},
+        kind=variant,
+        min_filter_freq=settings.filter_freq,
+        headroom=settings.headroom,
+        stack_key=FIELDS_KEY,
+        migration=settings.migration,
+        initializer=_initializer(settings),
+        evict_option=evict,
+    )
+
+
+def per_id_bytes(counts: IdCounts, settings: Settings) -> int:
+    """Bytes of the "dynamic" variant sized by the data (a row per distinct
+    training id), in training or in its export as `settings.budget_of` says:
+    what a budget is a fraction of."""
+    table = columns("dynamic", counts, dataclasses.replace(settings, budget=None))
+    tables = train.optimizers(settings.learning_rate).tables
+    if settings.budget_of == "export":
+        return fc.export_bytes_bound(table, tables)
+    return fc.state_bytes(table, tables)
+
+
+def describe(
+    settings: Settings, counts: IdCounts, names: tuple[str, ...] = VARIANTS
+) -> list[str]:
+    """One line per variant: its tables' sizes, and where they come from (with
+    a budget: the sizing's reasons, and one line per feature, for the variants
+    `names`)."""
+    if settings.budget is not None:
+        per_id = per_id_bytes(counts, settings)
+        lines = [
+            f"a row per id (the dynamic variant sized by the data) takes {per_id:,} "
+            f"bytes of {settings.budget_of}: the budget is "
+            f"{settings.budget / per_id:.3g} of it"
+        ]
+        for variant in names:
+            sized = sizing(variant, counts, settings)
+            lines.append(f"{variant}: {sized.reason}")
+            lines += [f"  {size.reason}" for size in sized.sizes.values()]
+        return lines
     frequent = sum(counts.reaching(k, settings.filter_freq) for k in counts.distinct)
     sized = settings.sized(counts)
     rows = sum(
@@ -165,11 +239,18 @@ def columns(
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if settings.budget is not None:
+        return list(sizing(variant, counts, settings).columns)
     categorical = _categorical(variant, counts, settings.sized(counts))
-    initializer = aj.initializers.truncated_normal(stddev=settings.init_stddev)
     return [
-        fc.embedding_column(categorical, settings.dimension, initializer=initializer)
+        fc.embedding_column(
+            categorical, settings.dimension, initializer=_initializer(settings)
+        )
     ]
+
+
+def _initializer(settings: Settings):
+    return aj.initializers.truncated_normal(stddev=settings.init_stddev)
 
 
 def _categorical(
