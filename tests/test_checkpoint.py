@@ -258,6 +258,33 @@ def test_a_checkpoint_of_the_earlier_state_restores_with_a_warning(tmp_path):
     np.testing.assert_array_equal(got.stats.distinct, want.stats.distinct)
 
 
+def test_a_deeprec_checkpoint_restores_into_a_fitted_column(tmp_path):
+    """Saved when the default migration was "deeprec" (no evidence, no default
+    values), restored under "fitted": the tables come back exactly, the
+    evidence starts empty (share 0) and new rows from the target's draw."""
+    state = trained_state(column())["embeddings"]
+    with checkpoint.Checkpointer(tmp_path) as checkpoints:
+        checkpoints.save(1, nested(state))
+        target = fc.init_state(
+            [column(migration="fitted")], aj.optim.ftrl(0.1), jax.random.key(9)
+        )
+        with pytest.warns(
+            checkpoint.CheckpointUpgradeWarning,
+            match="c_embedding/default_values.*c_embedding/share/sums",
+        ):
+            restored = checkpoints.restore(target)
+    got, want = restored["c_embedding"], state["c_embedding"]
+    for a, b in zip(
+        jax.tree.leaves((got.static, got.dynamic, got.step)),
+        jax.tree.leaves((want.static, want.dynamic, want.step)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.asarray(got.share.sums).any()
+    want_default = target["c_embedding"].default_values
+    np.testing.assert_array_equal(got.default_values, want_default)
+
+
 def test_other_differences_from_an_earlier_state_still_raise(tmp_path):
     state = trained_state(column())["embeddings"]
     old = nested(state)

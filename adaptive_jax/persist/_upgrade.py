@@ -3,8 +3,12 @@
 What changed since, and what a restore does with it (each named in a
 `CheckpointUpgradeWarning`):
 
-- leaves added since (`ADDED`: the statistics' `nonfinite_rows`): the target's
-  value (a fresh state's: 0);
+- leaves added since (`ADDED`): the statistics' `nonfinite_rows`, the target's
+  value (a fresh state's: 0); and, for a column whose migration is now
+  "fitted" (the default since) but was saved under "deeprec", its evidence
+  (`share/sums`: none yet, so promoted rows start as under "none" until the
+  control rows give some) and the rows new ids start from (`default_values`,
+  the target's initializer draw);
 - the admission sketch (`sketch/counts`, `sketch/held`), which was float32 rows
   as wide as the capacity and is now uint8 rows sized from the expected ids:
   of another shape or dtype, it starts empty (the target's), so ids without a
@@ -15,7 +19,8 @@ Any other difference between a checkpoint and its target is still an error.
 
 from __future__ import annotations
 
-ADDED = ("stats/nonfinite_rows",)  # leaves added since the first format
+# Leaves added since the first format.
+ADDED = ("stats/nonfinite_rows", "share/sums", "default_values")
 SKETCH = ("sketch/counts", "sketch/held")
 
 
