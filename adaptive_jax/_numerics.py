@@ -70,9 +70,9 @@ def _exclusive_sum(x: jax.Array) -> jax.Array:
     blocks = jnp.pad(x, (0, -n % width)).reshape(-1, width)
     i = jnp.arange(width)
     before = (i[None, :] < i[:, None])[None]  # [1, to, from]
-    sums = jnp.sum(jnp.where(before, blocks[:, None, :], 0), axis=2)
+    sums = jnp.sum(jnp.where(before, blocks[:, None, :], 0), axis=2, dtype=x.dtype)
     if blocks.shape[0] > 1:
-        sums = sums + _exclusive_sum(jnp.sum(blocks, axis=1))[:, None]
+        sums = sums + _exclusive_sum(jnp.sum(blocks, axis=1, dtype=x.dtype))[:, None]
     return sums.reshape(-1)[:n]
 
 
