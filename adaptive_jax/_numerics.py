@@ -33,43 +33,47 @@ def saturating_scatter_add(
     )
 
 
-_BLOCK = 32  # entries summed by one triangular matrix product
-_EXACT = 2**24  # float32 holds every integer up to here
+_WORD = 32  # mask entries packed into one uint32
 
 
 def exclusive_count(mask: jax.Array) -> jax.Array:
     """For each position of a 1-D bool mask, how many True entries come before it.
 
-    Blocks of `_BLOCK` entries: their prefix sums are one product with a
-    triangular matrix, their totals' prefix sums the same one level up. It
-    compiles to 3 kernels a level (an associative scan to 2 for each of its
-    log2(n) levels: 44 at 2**16 entries, where this takes 13) and on XLA:CPU
-    runs in half an associative scan's time from 1,024 to 65,536 entries
-    (`jnp.cumsum`: 1.0x-2.1x its time).
+    The mask is packed 32 entries to a uint32 word; an entry's count within
+    its word is the popcount of the bits below it, and the words' counts are
+    summed before it by `_exclusive_sum`. It compiles to 3-9 kernels (an
+    associative scan to 2 for each of its log2(n) levels: 44 at 2**16
+    entries, where this takes 7) and on XLA:CPU runs in 0.1x-0.2x an
+    associative scan's time from 64 to 2**21 entries (`jnp.cumsum`, its
+    reduce-window, 1.0x-3.5x).
     """
-    return _exclusive_sum(mask.astype(jnp.int32), 1)
-
-
-def _exclusive_sum(x: jax.Array, bound: int) -> jax.Array:
-    """Exclusive prefix sums of `[n] int32` entries in `[0, bound]`, exact: a
-    block's products stay integers below `_EXACT` in float32 (an associative
-    scan of the block instead, past that, for more than 2**24 entries)."""
-    n = x.shape[0]
+    n = mask.shape[0]
     if n == 0:
-        return x
-    width = min(n, _BLOCK)
+        return jnp.zeros((0,), jnp.int32)
+    bits = jnp.pad(mask, (0, -n % _WORD)).reshape(-1, _WORD).astype(jnp.uint32)
+    shift = jnp.arange(_WORD, dtype=jnp.uint32)
+    words = jnp.sum(bits << shift[None, :], axis=1, dtype=jnp.uint32)
+    below = (jnp.uint32(1) << shift) - jnp.uint32(1)  # the bits before each
+    counts = jax.lax.population_count(words[:, None] & below[None, :]).astype(jnp.int32)
+    if words.shape[0] > 1:
+        totals = jax.lax.population_count(words).astype(jnp.int32)
+        counts = counts + _exclusive_sum(totals)[:, None]
+    return counts.reshape(-1)[:n]
+
+
+def _exclusive_sum(x: jax.Array) -> jax.Array:
+    """Exclusive prefix sums of `[n] int32`, by blocks of `_WORD`: within a
+    block as one masked reduction (`_WORD` adds an entry, on an array 32x
+    smaller than the mask), the blocks' totals the same one level up."""
+    n = x.shape[0]
+    width = min(n, _WORD)
     blocks = jnp.pad(x, (0, -n % width)).reshape(-1, width)
-    if width * bound <= _EXACT:
-        before = jnp.triu(jnp.ones((width, width), jnp.float32), 1)
-        inner = jnp.dot(
-            blocks.astype(jnp.float32), before, precision=jax.lax.Precision.HIGHEST
-        ).astype(jnp.int32)
-    else:
-        inner = jax.lax.associative_scan(jnp.add, blocks, axis=1) - blocks
+    i = jnp.arange(width)
+    before = (i[None, :] < i[:, None])[None]  # [1, to, from]
+    sums = jnp.sum(jnp.where(before, blocks[:, None, :], 0), axis=2, dtype=x.dtype)
     if blocks.shape[0] > 1:
-        totals = jnp.sum(blocks, axis=1)
-        inner = inner + _exclusive_sum(totals, bound * width)[:, None]
-    return inner.reshape(-1)[:n]
+        sums = sums + _exclusive_sum(jnp.sum(blocks, axis=1, dtype=x.dtype))[:, None]
+    return sums.reshape(-1)[:n]
 
 
 def wide_zero() -> jax.Array:

@@ -21,7 +21,7 @@ from adaptive_jax.column import _exchange, combiners, static_split, statistics
 from adaptive_jax.column import ev as ev_lib
 from adaptive_jax.column._state import ColumnState, Residuals, StaticTable
 from adaptive_jax.column._step import ONE_DEVICE, Placement, StepOptions
-from adaptive_jax.optim import sparse_update
+from adaptive_jax.optim import sparse_update, sparse_update_split
 
 
 def apply_gradients(
@@ -52,6 +52,10 @@ def apply_gradients(
     before this update's writes, and XLA copies the table to be safe.
     """
     grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
+    one_device = placement.axis_name is None and not placement.split_static
+    if one_device and state.static is not None and state.dynamic is not None:
+        state = _apply_both(state, residuals, grads, options)
+        return state.replace(step=_numerics.saturating_add(state.step, jnp.int32(1)))
     state = update_static(
         state, residuals.static_rows, grads, options.static_optimizer, placement
     )
@@ -66,6 +70,40 @@ def apply_gradients(
         stats = statistics.record_nonfinite(state.stats, skipped)
         state = state.replace(dynamic=dynamic, stats=stats)
     return state.replace(step=_numerics.saturating_add(state.step, jnp.int32(1)))
+
+
+def _apply_both(
+    state: ColumnState, residuals: Residuals, grads: jax.Array, options: StepOptions
+) -> ColumnState:
+    """`apply_static` and `apply_dynamic` in one pass over the entries: each
+    entry trains its bucket or its row (`optim.sparse_update_split`); rows
+    whose update is not finite are kept and counted, as theirs."""
+    static, dynamic = state.static, state.dynamic
+    ((values, slots), (rows, row_slots)), skipped = sparse_update_split(
+        (
+            (
+                options.static_optimizer,
+                static.values,
+                static.slots,
+                residuals.static_rows,
+            ),
+            (
+                options.dynamic_optimizer,
+                dynamic.values,
+                dynamic.slots,
+                residuals.dynamic_rows,
+            ),
+        ),
+        grads.astype(static.values.dtype),
+        count=state.step,
+    )
+    last_step = static.last_step.at[residuals.static_rows].set(state.step, mode="drop")
+    table = table_lib.advance_step(dynamic.table)
+    return state.replace(
+        static=StaticTable(values, slots, last_step),
+        dynamic=dynamic.replace(table=table, values=rows, slots=row_slots),
+        stats=statistics.record_nonfinite(state.stats, skipped),
+    )
 
 
 def update_static(

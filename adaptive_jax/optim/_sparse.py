@@ -17,6 +17,7 @@ transforms (`ftrl`, `adagrad`) keep TensorFlow's behaviour, element for element.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -133,9 +134,68 @@ def sparse_update(
             entry=bad,
             n=jnp.int32(num_rows),
         )
-    return _update_distinct_rows(
-        optimizer, table, slots, rows, grads, given & in_range, count, skip_nonfinite
+    rows = jnp.where(given & in_range, rows, num_rows)
+    ((table, slots),), skipped = _update_distinct_rows(
+        ((optimizer, table, slots, rows),), grads, count, skip_nonfinite
     )
+    return table, slots, skipped
+
+
+def apply_sparse_split(
+    updates: Sequence[tuple[Any, jax.Array, Any, jax.Array]],
+    grads: jax.Array,
+    *,
+    count: jax.Array | int = 0,
+    skip_nonfinite: bool = True,
+) -> list[tuple[jax.Array, Any]]:
+    """`apply_sparse` on several tables at once: `sparse_update_split` without
+    the count of skipped rows."""
+    tables, _ = sparse_update_split(
+        updates, grads, count=count, skip_nonfinite=skip_nonfinite
+    )
+    return tables
+
+
+def sparse_update_split(
+    updates: Sequence[tuple[Any, jax.Array, Any, jax.Array]],
+    grads: jax.Array,
+    *,
+    count: jax.Array | int = 0,
+    skip_nonfinite: bool = True,
+) -> tuple[list[tuple[jax.Array, Any]], jax.Array]:
+    """`sparse_update` on several tables at once, each entry training at most
+    one of them: one pass to sum repeats and one loop over the distinct rows of
+    all, not one per table (a column's static and dynamic tables: about half
+    the compiled kernels of two calls).
+
+    Args:
+      updates: `(optimizer, table, slots, rows)` per table: `rows` `[k] int32`,
+        the entry's row in that table, out of `[0, num_rows)` where the entry
+        trains another table or none. Donate the tables and slots under jit.
+      grads: `[k, dim]` row gradients.
+      count: step count, for a learning-rate schedule.
+      skip_nonfinite: as `sparse_update`'s.
+
+    Returns:
+      `((table, slots) per table, in order; [] int32 the rows of all tables
+      left as they were, their update not finite)`.
+
+    Raises:
+      ValueError: grads not `[k, dim]` for some table, or the tables' rows add
+        up to 2**31 or more.
+    """
+    k = grads.shape[0]
+    for _, table, _, rows in updates:
+        if rows.shape != (k,) or grads.shape[1:] != table.shape[1:]:
+            raise ValueError(
+                f"rows must be [{k}] and each table [num_rows, {grads.shape[1:]}]"
+                f", got rows {rows.shape} and a table {table.shape}"
+            )
+    if sum(table.shape[0] for _, table, _, _ in updates) >= 2**31:
+        raise ValueError("sparse_update_split: the tables' rows must add up to < 2**31")
+    if k == 0:
+        return [(t, s) for _, t, s, _ in updates], jnp.zeros([], jnp.int32)
+    return _update_distinct_rows(tuple(updates), grads, count, skip_nonfinite)
 
 
 def _finite_rows(value: jax.Array, slots: Any) -> jax.Array:
@@ -146,17 +206,25 @@ def _finite_rows(value: jax.Array, slots: Any) -> jax.Array:
     return finite
 
 
-def _update_distinct_rows(
-    optimizer, table, slots, rows, grads, valid, count, skip_nonfinite
-):
+def _update_distinct_rows(updates, grads, count, skip_nonfinite):
     """Sums repeats into a compact buffer of distinct rows, then updates those rows
     in chunks of `1 / _CHUNKS` of the batch: the work follows the distinct rows
-    (a fifth of a Zipf batch, say), not the batch. The loop carries the table and
-    slots, so that XLA updates them in place; a row whose update is not finite
-    writes nothing (with `skip_nonfinite`), and is counted."""
-    num_rows = table.shape[0]
-    k = rows.shape[0]
-    first = first_occurrence(rows, valid)
+    (a fifth of a Zipf batch, say), not the batch. The loop carries the tables
+    and slots, so that XLA updates them in place; a row whose update is not
+    finite writes nothing (with `skip_nonfinite`), and is counted.
+
+    Rows of several tables are told apart by an offset: table `t`'s row `r` is
+    `offsets[t] + r` in the combined numbering; out-of-range rows are skipped."""
+    sizes = [table.shape[0] for _, table, _, _ in updates]
+    offsets = [sum(sizes[:t]) for t in range(len(sizes))]
+    total = sum(sizes)
+    key = jnp.full(grads.shape[:1], total, jnp.int32)
+    for (_, _, _, rows), offset, size in zip(updates, offsets, sizes, strict=True):
+        mine = (rows >= 0) & (rows < size) & (key == total)
+        key = jnp.where(mine, rows + offset, key)
+    valid = key < total
+    k = key.shape[0]
+    first = first_occurrence(key, valid)
     iota = jnp.arange(k, dtype=jnp.int32)
     representative = first == iota
     rank = _numerics.exclusive_count(representative)
@@ -164,34 +232,48 @@ def _update_distinct_rows(
     size = chunk * _CHUNKS  # >= k, so that every chunk is a whole slice
     compact = jnp.where(valid, rank[jnp.maximum(first, 0)], size)
     summed = jax.ops.segment_sum(grads, compact, num_segments=size)
-    unique = jnp.full((size,), num_rows, jnp.int32)
-    unique = unique.at[jnp.where(representative, rank, size)].set(rows, mode="drop")
-    num_chunks = -(-jnp.sum(representative, dtype=jnp.int32) // chunk)
+    unique = jnp.full((size,), total, jnp.int32)
+    unique = unique.at[jnp.where(representative, rank, size)].set(key, mode="drop")
+    distinct = rank[-1] + representative[-1].astype(jnp.int32)
+    num_chunks = -(-distinct // chunk)
 
     def update_chunk(state):
-        index, table, slots, skipped = state
+        index, tables, skipped = state
         at = jax.lax.dynamic_slice_in_dim(unique, index * chunk, chunk)
         grad = jax.lax.dynamic_slice_in_dim(summed, index * chunk, chunk)
-        value = table.at[at].get(mode="fill", fill_value=0)
-        old = type(slots)(*(s.at[at].get(mode="fill", fill_value=0) for s in slots))
-        value, new = optimizer.update(value, old, grad, count)
-        if skip_nonfinite:
-            bad = (at < num_rows) & ~_finite_rows(value, new)
-            skipped += jnp.sum(bad, dtype=jnp.int32)
-            at = jnp.where(bad, num_rows, at)
-        table = table.at[at].set(value, mode="drop")
-        slots = type(slots)(
-            *(s.at[at].set(n, mode="drop") for s, n in zip(slots, new, strict=True))
-        )
-        return index + 1, table, slots, skipped
+        new_tables = []
+        for (optimizer, _, _, _), (table, slots), offset, rows in zip(
+            updates, tables, offsets, sizes, strict=True
+        ):
+            mine = (at >= offset) & (at < offset + rows)
+            row = jnp.where(mine, at - offset, rows)
+            value = table.at[row].get(mode="fill", fill_value=0)
+            old = type(slots)(
+                *(s.at[row].get(mode="fill", fill_value=0) for s in slots)
+            )
+            value, new = optimizer.update(value, old, grad.astype(value.dtype), count)
+            if skip_nonfinite:
+                bad = mine & ~_finite_rows(value, new)
+                skipped += jnp.sum(bad, dtype=jnp.int32)
+                row = jnp.where(bad, rows, row)
+            table = table.at[row].set(value, mode="drop")
+            slots = type(slots)(
+                *(
+                    s.at[row].set(n, mode="drop")
+                    for s, n in zip(slots, new, strict=True)
+                )
+            )
+            new_tables.append((table, slots))
+        return index + 1, tuple(new_tables), skipped
 
+    tables = tuple((table, slots) for _, table, slots, _ in updates)
     with jax.named_scope("aj.optim.apply_sparse"):
-        _, table, slots, skipped = jax.lax.while_loop(
+        _, tables, skipped = jax.lax.while_loop(
             lambda state: state[0] < num_chunks,
             update_chunk,
-            (jnp.int32(0), table, slots, jnp.int32(0)),
+            (jnp.int32(0), tables, jnp.int32(0)),
         )
-    return table, slots, skipped
+    return list(tables), skipped
 
 
 def set_rows(slots: Any, rows: jax.Array, values: Any) -> Any:
