@@ -230,6 +230,9 @@ def plot(path: pathlib.Path, payload: dict[str, Any], title: str) -> None:
         axis.axhline(summary[PER_ID]["auc"]["mean"], color="black", linestyle="--",
                      linewidth=1, label="a row per id (1)")  # fmt: skip
     axis.set_xscale("log", base=2)
+    ticks = [*payload["fractions"], "1"]
+    axis.set_xticks([ctr_bench._fraction(f) for f in ticks], ticks)
+    axis.minorticks_off()
     axis.set_xlabel("budget: fraction of a row per id's training bytes")
     axis.set_ylabel("test AUC (mean over seeds; bars: std)")
     axis.grid(True, which="both", alpha=0.3)
