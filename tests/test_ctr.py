@@ -116,6 +116,28 @@ def test_a_budget_sizes_the_variant_and_the_trained_state_fits_it(
     assert all(f"  {key}: " in printed for key in CATEGORIES)  # a reason each
 
 
+def test_pressure_eviction_makes_room_in_a_dynamic_table_a_budget_limits(
+    dataset, tmp_path
+):
+    # Arrange: rows for about a tenth of the ids; 12 steps, evicting at step 10.
+    budget = 400_000
+
+    # Act
+    status = ctr.main(
+        ["--data-dir", str(dataset.directory), "--num-train", str(NUM_TRAIN),
+         "--num-test", str(NUM_TEST), "--variants", "dynamic", "--budget",
+         str(budget), "--pressure-evict", "--no-plot", *FAST, *_outputs(tmp_path)]
+    )  # fmt: skip
+
+    # Assert: the table filled up, rows went, and it fits the budget still.
+    assert status == 0
+    (result,) = json.loads((tmp_path / "out.json").read_text())["variants"]
+    assert result["settings"]["pressure_evict"] is True
+    assert result["overflows"] > 0  # the capacity is a real constraint
+    assert result["evictions"] > 0
+    assert result["param_bytes"] == result["sizing"]["training_bytes"] <= budget
+
+
 def test_a_budget_below_the_least_state_says_how_much_is_needed(
     dataset, tmp_path, capsys
 ):

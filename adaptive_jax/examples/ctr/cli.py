@@ -86,6 +86,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--steps-to-live", type=int, default=defaults.steps_to_live,
                    help="GlobalStepEvict of adaptive, in steps (default: no "
                    "eviction)")  # fmt: skip
+    m.add_argument("--pressure-evict", action="store_true",
+                   help="PressureEvict of dynamic: the stalest rows go when its "
+                   "table is fuller than 95%% (for a capacity a --budget "
+                   "limits)")  # fmt: skip
     m.add_argument("--evict-every", type=int, default=defaults.evict_every,
                    help="steps between evictions (default: %(default)s)")  # fmt: skip
     m.add_argument("--headroom", type=float, default=defaults.headroom,

@@ -232,7 +232,7 @@ def _settings_of(
     """The settings that matter to `variant`, with the sizes a budget chose."""
     relevant = {
         "static": ("hash_bucket_size",),
-        "dynamic": (),
+        "dynamic": ("pressure_evict", "evict_every"),
         "filtered": ("filter_freq", "headroom"),
         "adaptive": (
             "adaptive_hash_bucket_size",

@@ -11,7 +11,9 @@ static segment, sized for it, and its own keys. Four variants, of string ids:
   bucket per distinct id);
 - "dynamic": plain dynamic tables with a row per id: the capacity is the
   number of distinct ids the training data holds, so no id is turned away; a
-  new id starts from DeepRec's default values (4096 rows);
+  new id starts from DeepRec's default values (4096 rows); with
+  `pressure_evict` (for a capacity below that, a budget's), the stalest rows
+  go when the table is fuller than 95%, so that new ids find room;
 - "filtered": plain dynamic tables behind DeepRec's `CounterFilter`: an id
   seen fewer than `filter_freq` times reads `default_value_no_permission`
   (0.0), what a DeepRec user picks to save memory; capacity for the ids that
@@ -66,6 +68,7 @@ class Settings:
       filter_freq: the `CounterFilter` threshold of "filtered" and "adaptive".
       steps_to_live: `GlobalStepEvict` of "adaptive", in training steps; None
         for no eviction.
+      pressure_evict: `PressureEvict` (the stalest rows) on "dynamic".
       evict_every: steps between eviction passes.
       headroom: capacity over the ids expected to reach the threshold, for the
         count-min sketch's overestimates.
@@ -84,6 +87,7 @@ class Settings:
     adaptive_hash_bucket_size: int | None = None
     filter_freq: int = 3
     steps_to_live: int | None = None
+    pressure_evict: bool = False
     evict_every: int = 10
     headroom: float = 1.25
     migration: str = "fitted"
@@ -140,9 +144,6 @@ def sizing(variant: str, counts: IdCounts, settings: Settings) -> fc.Sizing:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if settings.budget is None:
         raise ValueError("Settings.budget: give the bytes to size the columns by")
-    evict = None
-    if variant == "adaptive" and settings.steps_to_live is not None:
-        evict = aj.GlobalStepEvict(settings.steps_to_live)
     return fc.size_columns(
         {k: counts.frequency_counts[k] for k in data.CATEGORICAL_COLUMNS},
         settings.dimension,
@@ -154,8 +155,17 @@ def sizing(variant: str, counts: IdCounts, settings: Settings) -> fc.Sizing:
         stack_key=FIELDS_KEY,
         migration=settings.migration,
         initializer=_initializer(settings),
-        evict_option=evict,
+        evict_option=_evict(variant, settings),
     )
+
+
+def _evict(variant: str, settings: Settings):
+    """The eviction of `variant`'s dynamic tables, or None."""
+    if variant == "adaptive" and settings.steps_to_live is not None:
+        return aj.GlobalStepEvict(settings.steps_to_live)
+    if variant == "dynamic" and settings.pressure_evict:
+        return aj.PressureEvict()
+    return None
 
 
 def per_id_bytes(counts: IdCounts, settings: Settings) -> int:
@@ -271,7 +281,8 @@ def _categorical(
                 k,
                 "string",
                 ev_option=aj.EmbeddingVariableOption(
-                    capacity=max(1, counts.distinct[k])
+                    capacity=max(1, counts.distinct[k]),
+                    evict_option=_evict(variant, settings),
                 ),
             )
             for k in keys
@@ -281,9 +292,7 @@ def _categorical(
     admission = aj.CounterFilter(
         settings.filter_freq, max_element_size=max(1, counts.distinct_total)
     )
-    evict = None
-    if variant == "adaptive" and settings.steps_to_live is not None:
-        evict = aj.GlobalStepEvict(settings.steps_to_live)
+    evict = _evict(variant, settings)
 
     def option(k: str) -> aj.EmbeddingVariableOption:
         frequent = counts.reaching(k, settings.filter_freq)
