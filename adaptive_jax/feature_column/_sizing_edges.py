@@ -137,11 +137,12 @@ def reason(
         "array(s) beside each table's values."
     ]
     if threshold is not None:
+        share = f"{ROW_SHARE:.0%} of the bytes" if kind == "adaptive" else "the bytes"
         fitted = (
             "the lowest allowed"
             if threshold == lowest
             else f"the lowest at or above {lowest} at which the ids reaching it fit "
-            f"the rows' share ({ROW_SHARE:.0%} with buckets) of the bytes"
+            f"the rows' share ({share})"
         )
         lines.append(f"filter_freq {threshold}: {fitted}.")
         if sum(sketch_ids) < sum(full_ids):
