@@ -234,13 +234,7 @@ def plot(path: pathlib.Path, payload: dict[str, Any], title: str) -> None:
     axis.set_xticks([ctr_bench._fraction(f) for f in ticks], ticks)
     axis.minorticks_off()
     axis.set_xlabel("budget: fraction of a row per id's training bytes")
-    axis.set_ylabel("test AUC (mean over seeds; bars: std)")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
-    axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
+    ctr_bench.save_plot(figure, axis, title, path, dpi=90)
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:

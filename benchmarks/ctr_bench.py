@@ -433,12 +433,19 @@ def plot(path: pathlib.Path, summary: dict[str, Any], title: str) -> None:
                           textcoords="offset points", xytext=(3, 3))  # fmt: skip
     axis.set_xscale("log")
     axis.set_xlabel("serving export (MB)")
+    save_plot(figure, axis, title, path, dpi=110)
+
+
+def save_plot(figure: Any, axis: Any, title: str, path: pathlib.Path, dpi: int) -> None:
+    """The plots' common finish (AUC on y, grid, legend, title), saved to `path`."""
+    from matplotlib import pyplot as plt
+
     axis.set_ylabel("test AUC (mean over seeds; bars: std)")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(loc="lower right", fontsize=8)
     axis.set_title(title, fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=dpi)
     plt.close(figure)
 
 

@@ -225,6 +225,16 @@ def nested(tree) -> dict:
     return out
 
 
+def assert_tables_equal(got, want):
+    """The static and dynamic tables and the step of two column states."""
+    for a, b in zip(
+        jax.tree.leaves((got.static, got.dynamic, got.step)),
+        jax.tree.leaves((want.static, want.dynamic, want.step)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_a_checkpoint_of_the_earlier_state_restores_with_a_warning(tmp_path):
     """Saved before `nonfinite_rows` and the sketch sized from expected ids:
     the rest comes back exactly; the new counter and the sketch start from
@@ -246,12 +256,7 @@ def test_a_checkpoint_of_the_earlier_state_restores_with_a_warning(tmp_path):
         ):
             restored = checkpoints.restore(target)
     got, want = restored["c_embedding"], state["c_embedding"]
-    for a, b in zip(
-        jax.tree.leaves((got.static, got.dynamic, got.step)),
-        jax.tree.leaves((want.static, want.dynamic, want.step)),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_tables_equal(got, want)
     assert not np.asarray(got.sketch.counts).any()
     assert not np.asarray(got.sketch.held).any()
     assert int(got.stats.nonfinite_rows) == 0
@@ -274,12 +279,7 @@ def test_a_deeprec_checkpoint_restores_into_a_fitted_column(tmp_path):
         ):
             restored = checkpoints.restore(target)
     got, want = restored["c_embedding"], state["c_embedding"]
-    for a, b in zip(
-        jax.tree.leaves((got.static, got.dynamic, got.step)),
-        jax.tree.leaves((want.static, want.dynamic, want.step)),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_tables_equal(got, want)
     assert not np.asarray(got.share.sums).any()
     want_default = target["c_embedding"].default_values
     np.testing.assert_array_equal(got.default_values, want_default)
