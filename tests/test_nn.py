@@ -150,6 +150,13 @@ def test_eval_step_reads_as_a_serving_export_does(one_step):
     np.testing.assert_allclose(eval_metrics["loss"], loss_fn(served, labels), rtol=1e-6)
 
 
+def test_input_layer_refuses_a_training_flag_that_is_not_a_bool():
+    features, _ = batch()
+    state = fc.init_state([USER], SPARSE, jax.random.key(0))
+    with pytest.raises(ValueError, match="training must be True .* got 'no'"):
+        fc.input_layer(features, [USER], state, optimizer=SPARSE, training="no")
+
+
 def test_evict_every_runs_the_columns_eviction(one_step):
     state, plain, _, _ = one_step
     features, labels = batch()

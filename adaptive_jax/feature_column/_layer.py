@@ -200,6 +200,11 @@ def input_layer(
         column, before any state changes. An empty batch (0 examples) is a
         valid step: `[0, width]` embeddings, nothing inserted.
     """
+    if not isinstance(training, bool):
+        raise ValueError(
+            f"input_layer: training must be True (a training lookup, which inserts "
+            f"rows) or False (an eval, which inserts nothing), got {training!r}"
+        )
     columns = tuple(ordered(feature_columns))
     if layout is not None:
         layout.check(columns)
