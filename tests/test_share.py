@@ -189,3 +189,28 @@ def test_a_column_with_another_migration_keeps_no_evidence():
     state = fc.init_state([fc.embedding_column(categorical, 2)], OPT, jax.random.key(0))
     assert state["u_embedding"].share is None
     assert "migration_share" not in fc.summary(state)["u_embedding"]
+
+
+def test_an_eval_records_no_evidence_and_gives_no_row():
+    # Control keys routed to the dynamic table: a training lookup gives them
+    # rows and records their reads; an eval (training=False) does neither,
+    # for keys without a row or with one.
+    col = column()
+    state = fc.init_state([col], OPT, jax.random.key(1))
+    candidates = np.arange(2000)
+    keys = candidates[held_out_keys(candidates)][:8]
+    mask = {"u": np.ones(len(keys), np.int32)}
+    prepared = fc.prepare({"u": keys}, [col], adaptive_mask_tensors=mask)
+    _, evaluated, _ = fc.input_layer(
+        prepared, [col], state, optimizer=OPT, training=False
+    )
+    assert not np.asarray(evaluated[col.name].share.sums).any()
+    assert fc.summary(evaluated)[col.name]["live_rows"] == 0
+    _, trained, _ = fc.input_layer(prepared, [col], state, optimizer=OPT)
+    assert np.asarray(trained[col.name].share.sums)[0, 3] == len(keys)
+    _, again, _ = fc.input_layer(
+        prepared, [col], trained, optimizer=OPT, training=False
+    )
+    np.testing.assert_array_equal(
+        again[col.name].share.sums, trained[col.name].share.sums
+    )

@@ -299,7 +299,8 @@ def lookup(
             limit=placement.split_limit,
         )
         starts, buckets = bucket_view(state, bucket_values, bucket_slots)
-    fitted = state.share is not None and state.dynamic is not None
+    # An eval inserts nothing: no promoted row to start, no evidence to record.
+    fitted = state.share is not None and state.dynamic is not None and options.inserts
     if fitted:
         whole, starts, buckets = _migration.fitted_view(
             state, inputs, options.feature_salts, bucket_values
