@@ -1,24 +1,29 @@
-"""Dense features to `ColumnIds` in a few whole-array passes: the common input.
+"""Dense features to `ColumnIds` in few numpy calls: the common input, fast.
 
 `feature_column.prepare` and `serving.prepare` send here the features that
 are dense numpy arrays of one id per example (`[batch]` or `[batch, 1]`, -1
 or "" missing) without routing masks: the members of a stacked column (entry
 `example * F + member`, as `column.stacking` lays them out), or the features
-of several single-feature columns of one kind at once (each column's entries
-a row of their own). What `_host_ids` and `column.stacking` do for one
-feature at a time, here each step is one numpy call over all the ids: the
-strings' bytes into one buffer, their fingerprints (`_farmhash`), the keys
-and buckets with each member's salt, bucket count and offset broadcast.
+of several single-feature columns of one kind at once (one column a row).
+What `_host_ids` and `column.stacking` do feature by feature, here each step
+is one numpy call over many ids, with each feature's salt, bucket count and
+offset broadcast. The same keys and buckets as the general path, bit for bit
+(`tests/test_dense.py` compares them).
 
-The same keys and buckets as the general path, bit for bit (the tests
-compare them). Int ids may leave their buckets to the step (`buckets=None`:
-`_device_fingerprint`), so that their host work is a copy.
+- Strings go in chunks of about `_fingerprint.CHUNK` ids, each through all
+  the steps (bytes, Fingerprint64, key, bucket) while it is in the cache,
+  straight into the outputs; a missing id ("") is found on the way, and only
+  then are the present ones gathered (`_compacted`).
+- Int ids are their own keys: copied, salted, and bucketed here only with
+  `int_buckets="host"` (the step computes them otherwise:
+  `_device_fingerprint`).
 
 Memory: at these sizes (hundreds of KiB an array) a fresh array costs more
 in page faults than in arithmetic, because glibc hands freed blocks of that
 size back to the system. So the work arrays are kept per thread and reused,
-and the outputs of a call are views of one allocation, which raises glibc's
-threshold to its size so that the next batch reuses the memory.
+and the outputs of a call are views of one allocation (`_Block`), which
+raises glibc's threshold to its size so that the next batch reuses the
+memory.
 """
 
 from __future__ import annotations
@@ -65,13 +70,22 @@ def accepts(value: object, dtype: str) -> bool:
     return value.dtype.kind in kinds and value.dtype != np.bool_
 
 
-def _buffer(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """This thread's work array `name`, reused while its shape and dtype stay."""
+def _buffer(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A C-contiguous work array of `shape`: the start of this thread's
+    buffer `name`, which grows when asked for more (or another dtype)."""
     arrays = _scratch.__dict__.setdefault("arrays", {})
-    array = arrays.get(name)
-    if array is None or array.shape != shape or array.dtype != dtype:
-        array = arrays[name] = np.empty(shape, dtype)
-    return array
+    array, size = arrays.get(name), int(np.prod(shape))
+    if array is None or array.size < size or array.dtype != dtype:
+        array = arrays[name] = np.empty(size, dtype)
+    return array[:size].reshape(shape)
+
+
+def _counting(count: int) -> np.ndarray:
+    """`np.arange(count)` (int64), kept per thread."""
+    numbers = _scratch.__dict__.get("counting")
+    if numbers is None or numbers.size < count:
+        numbers = _scratch.counting = np.arange(count, dtype=np.int64)
+    return numbers[:count]
 
 
 def column_ids(
@@ -92,51 +106,134 @@ def column_ids(
         column each.
       strings: the features are strings (else ints).
       tables: salts, bucket counts and offsets, by feature.
-      buckets: compute the buckets here; False leaves them to the step
-        (`ColumnIds.buckets` None: int ids only).
+      buckets: compute int ids' buckets here; False leaves them to the step
+        (`ColumnIds.buckets` None). Strings' are always computed.
       size: padded entries of each `ColumnIds`; None for a power of two.
       keys: each `ColumnIds`' column key, for errors.
 
     Raises:
       ValueError: `size` below a column's number of ids, naming it.
     """
-    batch, count = features[0].shape[0], len(features)
-    shape, axis = ((batch, count), 1) if stacked else ((count, batch), 0)
-    parts = [f.reshape((batch, 1) if stacked else (1, batch)) for f in features]
-    table_shape = (count,) if stacked else (count, 1)  # broadcast over shape
-
-    def table(values: np.ndarray | None) -> np.ndarray | None:
-        return None if values is None else values.reshape(table_shape)
-
+    count, batch = len(features), features[0].shape[0]
+    segments = 1 if stacked else count
+    n = batch * count // segments  # entries of a segment, all present
+    room = max(n, size) if size is not None else sparse_lib.padded_size(n)
+    block = _Block(segments, room, strings or buckets)
     if strings:
-        prints, present = _fingerprints(features, stacked)
-        values = _string_keys(prints, _buffer("keys", shape, np.uint64))
+        complete = _strings(features, stacked, tables, block)
     else:
-        values = _buffer("values", shape, np.int64)
-        np.concatenate(parts, axis=axis, out=values, casting="unsafe")
-        present = np.not_equal(values, -1, out=_buffer("present", shape, np.bool_))
-        prints = _fingerprint.fingerprint64(values) if buckets else None
-        values = values.view(np.uint64)
+        complete = _ints(features, stacked, tables, buckets, block)
+    if not complete:
+        present = [
+            np.strings.str_len(f.reshape(-1)) > 0 if strings else f.reshape(-1) != -1
+            for f in features
+        ]
+        masks = [np.stack(present, axis=1).reshape(-1)] if stacked else present
+        return [
+            block.compacted(s, mask, _padded(int(mask.sum()), size, key), strings)
+            for s, (mask, key) in enumerate(zip(masks, keys, strict=True))
+        ]
+    _padded(n, size, keys[0])  # `size` holds them all
+    block.finish(n, None, n)
+    return [block.column_ids(s, n, strings) for s in range(segments)]
+
+
+def _padded(count: int, size: int | None, key: str) -> int:
+    try:
+        return sparse_lib.padded_size(count, size)
+    except ValueError as error:
+        raise ValueError(f"column '{key}': {error}") from error
+
+
+def _shaped(values: np.ndarray | None, stacked: bool) -> np.ndarray | None:
+    """A per-feature table against ids laid out `[rows, F]` (stacked) or
+    `[F, rows]`."""
+    if values is None:
+        return None
+    return values.reshape(-1) if stacked else values.reshape(-1, 1)
+
+
+def _ints(
+    features: Sequence[np.ndarray],
+    stacked: bool,
+    tables: Tables,
+    buckets: bool,
+    block: _Block,
+) -> bool:
+    """Int ids into `block`, all at once; whether none is missing (-1)."""
+    count, batch = len(features), features[0].shape[0]
+    shape = (batch, count) if stacked else (count, batch)
+    values = _buffer("values", shape, np.int64)
+    parts = [f.reshape((batch, 1) if stacked else (1, batch)) for f in features]
+    np.concatenate(parts, axis=1 if stacked else 0, out=values, casting="unsafe")
+    complete = not (values == -1).any()
     bucket_values = None
     if buckets:
         bucket_values = _buffer("buckets", shape, np.uint64)
-        if tables.sizes is None:
-            bucket_values.fill(0)
-        else:
-            np.remainder(prints, table(tables.sizes), out=bucket_values)
-        if tables.starts is not None:
-            bucket_values += table(tables.starts).astype(np.uint64)
+        _buckets(_fingerprint.fingerprint64(values), tables, stacked, bucket_values)
+    keys = values.view(np.uint64)
     if tables.salts is not None:
-        np.bitwise_xor(values, table(tables.salts).view(np.uint64), out=values)
-    segments = 1 if stacked else count
-    return _outputs(
-        values.reshape(segments, -1),
-        None if bucket_values is None else bucket_values.reshape(segments, -1),
-        present.reshape(segments, -1),
-        strings=strings,
-        size=size,
-        keys=keys,
+        keys ^= _shaped(tables.salts, stacked).view(np.uint64)
+    rows = block.lo.shape[0]
+    bucket_values = None if bucket_values is None else bucket_values.reshape(rows, -1)
+    block.put(slice(0, batch * count // rows), keys.reshape(rows, -1), bucket_values)
+    return complete
+
+
+def _strings(
+    features: Sequence[np.ndarray], stacked: bool, tables: Tables, block: _Block
+) -> bool:
+    """String ids into `block`; whether none is missing ("")."""
+    count, batch = len(features), features[0].shape[0]
+    if count == 1:
+        text = features[0].reshape(1, batch)
+    else:  # one feature a row: numpy copies strings across far slower
+        kind = features[0].dtype.kind
+        width = max(f.dtype.itemsize for f in features) // (4 if kind == "U" else 1)
+        text = _buffer("text", (count, batch), np.dtype(f"{kind}{width}"))
+        np.concatenate([f.reshape(1, batch) for f in features], out=text)
+    prints, lengths = _prints(text)  # [F, batch]
+    if stacked and count > 1:  # to [batch, F]: entry i * F + f
+        across = _buffer("across", (batch, count), np.uint64)
+        np.copyto(across, prints.T)
+        prints = across
+    keys = _string_keys(prints, _buffer("keys", prints.shape, np.uint64))
+    buckets = _buckets(
+        prints, tables, stacked, _buffer("buckets", prints.shape, np.uint64)
     )
+    if tables.salts is not None:
+        keys ^= _shaped(tables.salts, stacked).view(np.uint64)
+    segments = block.lo.shape[0]
+    at = slice(0, batch * count // segments)
+    block.put(at, keys.reshape(segments, -1), buckets.reshape(segments, -1))
+    return bool(lengths.all())
+
+
+def _prints(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(Fingerprint64 uint64, length int64)` of a `U` or `S` array: its
+    bytes as words, hashed `_fingerprint.CHUNK` at a time (a non-ASCII text
+    through the general path)."""
+    lengths = np.strings.str_len(text, out=_buffer("lengths", text.shape, np.int64))
+    unit = 4 if text.dtype.kind == "U" else 1
+    n, width = text.size, text.dtype.itemsize // unit
+    codes = np.ascontiguousarray(text).reshape(-1)
+    codes = codes.view(np.uint32 if unit == 4 else np.uint8).reshape(n, width)
+    if unit == 4 and int(codes.max(initial=0)) >= 128:
+        return _fingerprint.fingerprint64(text), lengths
+    if unit == 1 and width % 8 == 0:
+        words = codes  # the bytes themselves
+    else:
+        words = _buffer("words", (n, -(-width // 8) * 8), np.uint8)
+        words[:, width:] = 0
+        np.copyto(words[:, :width], codes, casting="unsafe")
+    words, flat_lengths = words.view("<u8"), lengths.reshape(-1)
+    prints = _buffer("prints", text.shape, np.uint64)
+    flat = prints.reshape(-1)
+    for begin in range(0, n, _fingerprint.CHUNK):
+        end = begin + _fingerprint.CHUNK
+        chunk = _farmhash.Words(words[begin:end], 0, flat_lengths[begin:end])
+        flat[begin:end] = _farmhash.fingerprint64(chunk)
+    return prints, lengths
 
 
 def _string_keys(prints: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -150,87 +247,25 @@ def _string_keys(prints: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fingerprints(
-    features: Sequence[np.ndarray], stacked: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """`(Fingerprint64 uint64, present bool)` of string features, `[batch,
-    F]` if `stacked`, else `[F, batch]`: their bytes in one buffer, feature
-    by feature (numpy copies strings into rows far faster than into
-    columns), hashed `_fingerprint.CHUNK` at a time; a non-ASCII text
-    through the general path."""
-    kind, (count, batch) = features[0].dtype.kind, (len(features), features[0].shape[0])
-    unit = 4 if kind == "U" else 1
-    chars = max(f.dtype.itemsize for f in features) // unit
-    text = _buffer("text", (count, batch), np.dtype(f"{kind}{max(chars, 1)}"))
-    np.concatenate([f.reshape(1, batch) for f in features], out=text)
-    lengths = np.strings.str_len(text, out=_buffer("lengths", text.shape, np.int64))
-    n, width = text.size, text.dtype.itemsize // unit
-    codes = text.reshape(-1).view(np.uint32 if unit == 4 else np.uint8)
-    codes = codes.reshape(n, width)
-    if unit == 4 and int(codes.max(initial=0)) >= 128:
-        return _laid_out(_fingerprint.fingerprint64(text), lengths, stacked)
-    if unit == 1 and width % 8 == 0:
-        words = codes  # the bytes themselves
-    else:
-        words = _buffer("words", (n, -(-width // 8) * 8), np.uint8)
-        words[:, width:] = 0
-        np.copyto(words[:, :width], codes, casting="unsafe")
-    words = words.view("<u8")
-    flat_lengths = lengths.reshape(-1)
-    prints = _buffer("prints", text.shape, np.uint64)
-    flat = prints.reshape(-1)
-    for begin in range(0, n, _fingerprint.CHUNK):
-        end = begin + _fingerprint.CHUNK
-        chunk = _farmhash.Words(words[begin:end], 0, flat_lengths[begin:end])
-        flat[begin:end] = _farmhash.fingerprint64(chunk)
-    return _laid_out(prints, lengths, stacked)
-
-
-def _laid_out(
-    prints: np.ndarray, lengths: np.ndarray, stacked: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """`[F, batch]` fingerprints and lengths as `(prints, present)`, turned
-    to `[batch, F]` if `stacked`."""
-    if stacked:
-        turned = _buffer("prints_t", prints.shape[::-1], np.uint64)
-        np.copyto(turned, prints.T)
-        prints, lengths = turned, lengths.T
-    present = np.greater(lengths, 0, out=_buffer("present", lengths.shape, np.bool_))
-    return prints, present
-
-
-def _outputs(
-    values: np.ndarray,
-    buckets: np.ndarray | None,
-    present: np.ndarray,
-    *,
-    strings: bool,
-    size: int | None,
-    keys: Sequence[str],
-) -> list[ColumnIds]:
-    """Each segment (row) of the keys and buckets as a padded `ColumnIds`,
-    its present entries first, in order."""
-    segments, n = values.shape
-    counts = np.count_nonzero(present, axis=1)
-    if (counts == n).all():  # all present: every segment at once
-        block = _Block(segments, _padded(n, size, keys[0]), buckets is not None)
-        block.write(slice(None), values, buckets, None, n)
-        return [block.column_ids(s, n, strings) for s in range(segments)]
-    out = []
-    for segment, count in enumerate(counts.tolist()):
-        block = _Block(1, _padded(count, size, keys[segment]), buckets is not None)
-        rows = np.flatnonzero(present[segment])
-        kept = None if buckets is None else buckets[segment, rows][None]
-        block.write(0, values[segment, rows][None], kept, rows, n)
-        out.append(block.column_ids(0, n, strings))
+def _buckets(
+    prints: np.ndarray, tables: Tables, stacked: bool, out: np.ndarray
+) -> np.ndarray:
+    """TensorFlow's buckets, `print % size`, moved to each feature's segment,
+    into `out`. A feature a row: `x - x // d * d` row by row (numpy divides
+    by one number several times faster than it takes a remainder)."""
+    if tables.sizes is None:
+        out.fill(0)
+    elif stacked and tables.sizes.size > 1:  # a divisor per column of prints
+        np.remainder(prints, tables.sizes, out=out)
+    else:  # a divisor per row
+        for row, divisor in enumerate(tables.sizes.tolist()):
+            divisor = np.uint64(divisor)
+            np.floor_divide(prints[row], divisor, out=out[row])
+            out[row] *= divisor
+            np.subtract(prints[row], out[row], out=out[row])
+    if tables.starts is not None:
+        out += _shaped(tables.starts, stacked).astype(np.uint64)
     return out
-
-
-def _padded(count: int, size: int | None, key: str) -> int:
-    try:
-        return sparse_lib.padded_size(count, size)
-    except ValueError as error:
-        raise ValueError(f"column '{key}': {error}") from error
 
 
 class _Block:
@@ -252,32 +287,42 @@ class _Block:
             setattr(self, name, view.reshape(shape + ((k,) if k > 1 else ())))
             start += nbytes
 
-    def write(
-        self,
-        at: int | slice,
-        values: np.ndarray,
-        buckets: np.ndarray | None,
-        rows: np.ndarray | None,
-        batch_rows: int,
-    ) -> None:
-        """Segments `at` from `[segments, count]` keys (uint64) and buckets,
-        at `rows` of a batch of `batch_rows` (None: rows 0, 1, ...), then
-        padding."""
-        count = values.shape[1]
-        words = values.view(np.uint32).reshape(*values.shape, 2)  # little-endian
-        np.copyto(self.lo[at, :count], words[..., 0])
-        np.copyto(self.hi[at, :count], words[..., 1])
-        self.lo[at, count:] = 0
-        self.hi[at, count:] = 0
-        indices = self.indices[at]
-        indices[..., 1] = 0
-        indices[..., :count, 0] = np.arange(count) if rows is None else rows
-        indices[..., count:, 0] = batch_rows  # padding: outside the batch
+    def put(self, at: slice, keys: np.ndarray, buckets: np.ndarray | None) -> None:
+        """Entries `at` of every segment: `[segments, k]` keys (uint64,
+        C-contiguous) and buckets."""
+        words = keys.view(np.uint32).reshape(*keys.shape, 2)  # little-endian
+        np.copyto(self.lo[:, at], words[..., 0])
+        np.copyto(self.hi[:, at], words[..., 1])
         if buckets is not None:
-            np.copyto(self.buckets[at, :count], buckets, casting="unsafe")
-            self.buckets[at, count:] = 0
-        self.valid[at, :count] = True
-        self.valid[at, count:] = False
+            np.copyto(self.buckets[:, at], buckets, casting="unsafe")
+
+    def finish(self, count: int, rows: np.ndarray | None, batch_rows: int) -> None:
+        """The first `count` entries of each segment are ids at `rows` of a
+        batch of `batch_rows` (None: rows 0, 1, ...); the rest padding."""
+        for words in (self.lo, self.hi, self.buckets):
+            if words is not None:
+                words[:, count:] = 0
+        # (row, 0) pairs of int32 are the int64 `row` (little-endian).
+        pairs = self.indices.view(np.int64)[..., 0]
+        pairs[:, :count] = _counting(count) if rows is None else rows
+        pairs[:, count:] = batch_rows  # padding: outside the batch
+        self.valid[:, :count] = True
+        self.valid[:, count:] = False
+
+    def compacted(
+        self, segment: int, present: np.ndarray, size: int, strings: bool
+    ) -> ColumnIds:
+        """The present entries of `segment` (`present` over its first
+        entries) as a `ColumnIds` of its own, of `size` entries."""
+        out = _Block(1, size, self.buckets is not None)
+        count, entries = int(present.sum()), slice(0, present.size)
+        for name in ("lo", "hi", "buckets"):
+            if getattr(self, name) is not None:
+                getattr(out, name)[0, :count] = getattr(self, name)[segment, entries][
+                    present
+                ]
+        out.finish(count, np.flatnonzero(present), present.size)
+        return out.column_ids(0, present.size, strings)
 
     def column_ids(self, segment: int, rows: int, strings: bool) -> ColumnIds:
         """Segment `segment` as the `ColumnIds` of a batch of `rows` rows."""
