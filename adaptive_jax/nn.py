@@ -94,7 +94,8 @@ class Embed(nn.Module):
       `"embedding_state"`: `{"state": {column name: ColumnState}}`, made by
         `model.init` (`feature_column.init_state`, from the `"params"` rng).
         Mutable in training: the lookup inserts new rows. Immutable (eval), the
-        lookup runs and its new state is dropped.
+        lookup inserts nothing: an id without a row reads its bucket, as in a
+        serving export.
       `"embedding_lookups"`: `{"lookup": Lookup}`, written when mutable.
       `"embedding_activations"`: zeros added to the output, whose gradient is
         the gradient of the embeddings (linen's `perturb`).
@@ -147,7 +148,11 @@ class Embed(nn.Module):
             lambda: fc.init_state(columns, self.optimizer, self.make_rng("params")),
         )
         embeddings, new_state, residuals = fc.input_layer(
-            features, columns, state.value, optimizer=self.optimizer
+            features,
+            columns,
+            state.value,
+            optimizer=self.optimizer,
+            training=self.is_mutable_collection(EMBEDDING_STATE),
         )
         if self.is_initializing():
             return self._output(embeddings)
@@ -355,12 +360,10 @@ def make_eval_step(
 ) -> Callable[[TrainState, Any, Any], tuple[Any, dict[str, jax.Array]]]:
     """An eval step: `eval_step(state, inputs, labels) -> (outputs, {"loss": loss})`.
 
-    Nothing is trained, inserted or counted. `feature_column` has no read-only
-    lookup over a training state (`serving.lookup` reads an export), so this
-    runs the training lookup and drops its new state: each id reads what a
-    training step would read (in an adaptive column, an id new to the dynamic
-    table reads its bucket, which it would be migrated from). Jit it; do not
-    donate the state.
+    Nothing is trained, inserted or counted: each id with a row reads it, the
+    others their buckets (`input_layer(..., training=False)`), as a serving
+    export of the state serves them, whichever ids share the batch. Jit it;
+    do not donate the state.
     """
 
     def eval_step(

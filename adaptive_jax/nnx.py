@@ -16,8 +16,9 @@ table ever exists. The tables train by jax-tpu-embedding's three phases:
 `value_and_grad(loss_fn)` does the three for a custom loop and returns the
 params' gradient for the dense optimizer; `make_train_step(loss_fn)` is the
 whole step, jitted once with the model's state donated. Called anywhere else
-(`model(features)`), an `Embed` is an eval: it reads what a training lookup
-would read, and nothing changes. `serve(model, built)` is the model reading a
+(`model(features)`), an `Embed` is an eval: nothing changes and nothing is
+inserted, so an id without a row reads its bucket, as a serving export
+serves it. `serve(model, built)` is the model reading a
 serving export instead of its tables.
 
 Example (a model and its training loop):
@@ -58,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -123,7 +125,7 @@ class Embed(nnx.Module):
     columns' ids too); prepare on the host, outside jit. Call each `Embed` once
     per forward pass. Inside `value_and_grad` (and `make_train_step`) its
     lookup inserts rows and its tables train; called anywhere else it is an
-    eval: the lookup runs and its new state is dropped.
+    eval: nothing is inserted; an id without a row reads its bucket.
 
     Attributes:
       columns: the embedding columns, in the order of their names.
@@ -179,7 +181,11 @@ class Embed(nnx.Module):
             current.shapes[path] = jax.ShapeDtypeStruct(shape, jnp.float32)
             return self._output(jnp.zeros(shape, jnp.float32))
         embeddings, tables, residuals = fc.input_layer(
-            features, self.columns, self.tables.get_value(), optimizer=self.optimizer
+            features,
+            self.columns,
+            self.tables.get_value(),
+            optimizer=self.optimizer,
+            training=path is not None,
         )
         if path is not None:
             if path in current.residuals:
@@ -276,21 +282,20 @@ def make_train_step(
     `loss_fn(model, inputs, labels) -> []` float loss. The step runs
     `value_and_grad(loss_fn)` (the tables train), then `optimizer.update(model,
     grads)` (an `nnx.Optimizer(model, tx, wrt=nnx.Param)`), and updates the
-    model and the optimizer in place. It is a graph-mode `nnx.jit` with both
-    donated (the tables update in place, nothing is copied), called through
-    `nnx.cached_partial` of the (model, optimizer) pair last given, so that
-    their graph is traversed once, not at every step: benchmarks/flax_bench.py
-    measures it against a tree-mode `nnx.jit` and against splitting and
-    merging around a plain `jax.jit` (the fastest of the three). As
-    `cached_partial` requires, the model keeps its structure between steps:
-    after assigning a new submodule or variable, make a new step.
+    model and the optimizer in place. It is one `jax.jit` of the split state
+    with the state donated (the tables update in place, nothing is copied):
+    the (model, optimizer) pair last given is split once, and each call reads
+    its variables' values and writes the new ones back, with no walk of the
+    graph (an `nnx.jit`, `nnx.split` or `nnx.update` walks it at every call:
+    benchmarks/flax_bench.py measures the ways against the linen step). So the
+    model must keep its structure between steps, as with `nnx.cached_partial`:
+    after assigning a new submodule or variable, make a new step (new values
+    of its variables, `nnx.update` from a checkpoint say, need nothing).
 
     `step.pure(graphdef, state, inputs, labels) -> (state, metrics)` is the
     same step as a pure function, a `jax.jit` that donates `state`: split once
     (`graphdef, state = nnx.split((model, optimizer))`), loop, and
-    `nnx.update((model, optimizer), state)` at the end. It spends no time on
-    the graph between steps, the fastest way when the model is not needed in
-    between (benchmarks/flax_bench.py).
+    `nnx.update((model, optimizer), state)` at the end.
 
     Labels are any pytree `loss_fn` takes: to weight examples (a short last
     batch padded by `pad_batch`, its padding weighted 0), pass `(labels,
@@ -309,29 +314,49 @@ def make_train_step(
             optimizer.update(model, grads)
         return {"loss": loss}
 
-    jitted = nnx.jit(body, donate_argnums=(0, 1), graph=True, graph_updates=True)
+    def pure(graphdef, state, inputs, labels):
+        model, optimizer = nnx.merge(graphdef, state)
+        metrics = body(model, optimizer, inputs, labels)
+        return nnx.state((model, optimizer)), metrics
 
-    last: list[Any] = [None, None, None]  # weakrefs to the model, optimizer; partial
+    def on_values(graphdef, treedef, values, inputs, labels):
+        state = jax.tree.unflatten(treedef, jax.tree.leaves(values))
+        state, metrics = pure(graphdef, state, inputs, labels)
+        if jax.tree.structure(state) != treedef:
+            raise ValueError(
+                "adaptive_jax.nnx.make_train_step: the step changed the model's "
+                "structure (a variable made in the forward pass?); make the "
+                "variables in __init__"
+            )
+        return [v.get_raw_value() for _, v in nnx.to_flat_state(state)], metrics
+
+    compiled: dict[Any, Callable] = {}  # by graphdef: models alike share one
+    last: list[Any] = [None, None, None, None]  # model, optimizer refs; vars; fn
 
     def step(
         model: Any, optimizer: nnx.Optimizer, inputs: Any, labels: Any
     ) -> dict[str, jax.Array]:
-        model_ref, optimizer_ref, partial = last
+        model_ref, optimizer_ref, variables, jitted = last
         if (
             model_ref is None
             or model_ref() is not model
             or optimizer_ref() is not optimizer
         ):
-            partial = nnx.cached_partial(
-                jitted, model, optimizer, graph=True, graph_updates=True
-            )
-            last[:] = [weakref.ref(model), weakref.ref(optimizer), partial]
-        return partial(inputs, labels)
-
-    def pure(graphdef, state, inputs, labels):
-        model, optimizer = nnx.merge(graphdef, state)
-        metrics = body(model, optimizer, inputs, labels)
-        return nnx.state((model, optimizer)), metrics
+            graphdef, state = nnx.split((model, optimizer))
+            variables = [v for _, v in nnx.to_flat_state(state)]
+            treedef = jax.tree.structure(state)
+            key = (graphdef, treedef)
+            if key not in compiled:
+                compiled[key] = jax.jit(
+                    functools.partial(on_values, graphdef, treedef),
+                    donate_argnums=0,
+                )
+            jitted = compiled[key]
+            last[:] = [weakref.ref(model), weakref.ref(optimizer), variables, jitted]
+        values, metrics = jitted([v.get_raw_value() for v in variables], inputs, labels)
+        for variable, value in zip(variables, values, strict=True):
+            variable.set_raw_value(value)
+        return metrics
 
     step.pure = jax.jit(pure, static_argnums=0, donate_argnums=1)
     return step

@@ -45,6 +45,7 @@ import argparse
 import dataclasses
 import gzip
 import json
+import math
 import pathlib
 import statistics
 import sys
@@ -107,7 +108,8 @@ def _fraction(text: str) -> float:
 def _settings(
     config: dict[str, Any], counts, learning_rate: float, init_stddev: float
 ) -> variants.Settings:
-    """The example's settings for `config` on data of these `counts`."""
+    """The example's settings for `config` on data of these `counts` (with a
+    "budget", a fraction of the bytes of a row per id, every size from it)."""
     threshold = config.get("t", 3)
     changes: dict[str, Any] = {
         "learning_rate": learning_rate,
@@ -115,7 +117,12 @@ def _settings(
         "filter_freq": threshold,
         "migration": config.get("migration", "fitted"),
         "steps_to_live": config.get("steps_to_live"),
+        "pressure_evict": config.get("pressure_evict", False),
     }
+    if "budget" in config:
+        base = dataclasses.replace(variants.Settings(), **changes)
+        per_id = variants.per_id_bytes(counts, base)
+        changes["budget"] = max(1, math.floor(_fraction(config["budget"]) * per_id))
     if "static" in config:
         size = round(_fraction(config["static"]) * counts.distinct_total)
         changes["hash_bucket_size"] = max(len(counts.distinct), size)
@@ -201,6 +208,20 @@ class Runs:
                 result = json.loads(line)
                 self.done[result["run"]] = result
 
+    def survey(self, split: Split, stage: str, seed: int, batch: int) -> tuple:
+        """The example's options for `stage` ("tune" or "test") of `split`, and
+        the scan of its files (once per split)."""
+        train, test = (split.fit, split.valid) if stage == "tune" else (
+            split.train, split.test
+        )  # fmt: skip
+        args = _options(train, test, seed, batch)
+        if (train, test) not in self.surveys:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", data.MalformedLineWarning)
+                warnings.simplefilter("ignore", data.UnusualValueWarning)
+                self.surveys[train, test] = run.survey(run.dataset(args), args)
+        return args, self.surveys[train, test]
+
     def get(
         self, name: str, family_config: dict, split: Split, stage: str, seed: int,
         learning_rate: float, init_stddev: float, batch: int,
@@ -211,16 +232,7 @@ class Runs:
         if key in self.done and stored.exists():
             with np.load(stored) as arrays:
                 return self.done[key] | dict(arrays)
-        train, test = (split.fit, split.valid) if stage == "tune" else (
-            split.train, split.test
-        )  # fmt: skip
-        args = _options(train, test, seed, batch)
-        if (train, test) not in self.surveys:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", data.MalformedLineWarning)
-                warnings.simplefilter("ignore", data.UnusualValueWarning)
-                self.surveys[train, test] = run.survey(run.dataset(args), args)
-        found = self.surveys[train, test]
+        args, found = self.survey(split, stage, seed, batch)
         settings = _settings(family_config, found.train, learning_rate, init_stddev)
         result = run.run_variant(
             family_config["family"], settings, found, run.dataset(args), args
@@ -421,12 +433,19 @@ def plot(path: pathlib.Path, summary: dict[str, Any], title: str) -> None:
                           textcoords="offset points", xytext=(3, 3))  # fmt: skip
     axis.set_xscale("log")
     axis.set_xlabel("serving export (MB)")
+    save_plot(figure, axis, title, path, dpi=110)
+
+
+def save_plot(figure: Any, axis: Any, title: str, path: pathlib.Path, dpi: int) -> None:
+    """The plots' common finish (AUC on y, grid, legend, title), saved to `path`."""
+    from matplotlib import pyplot as plt
+
     axis.set_ylabel("test AUC (mean over seeds; bars: std)")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(loc="lower right", fontsize=8)
     axis.set_title(title, fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=dpi)
     plt.close(figure)
 
 

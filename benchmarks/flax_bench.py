@@ -12,11 +12,12 @@ as an adaptive column holds (buckets + capacity), ids hashed on the host, every
 table row trained by Adam.
 
 Steps, timed alternately batch by batch (medians after warm-up, ms):
-- `nnx_step`: `aj.nnx.make_train_step` (a graph-mode `nnx.jit`, model and
-  optimizer donated, over `nnx.cached_partial`), against the fastest of the
-  plain model's three steps (the same, split/merge, tree mode). Target:
-  examples/s >= 0.85x.
-- `nnx_step_split_merge`, `nnx_step_tree_mode`: the same step jitted the two
+- `nnx_step`: `aj.nnx.make_train_step` (one donated `jax.jit` of the pair's
+  split state: its variables' values read, and the new ones written back, at
+  each call), against the fastest of the plain model's three steps (a
+  graph-mode `nnx.jit` over `nnx.cached_partial`, split/merge, tree mode).
+  Target: examples/s >= 0.85x.
+- `nnx_step_split_merge`, `nnx_step_tree_mode`: the same step jitted two
   other ways (`nnx.split`, a donated `jax.jit`, `nnx.update`; a tree-mode
   `nnx.jit`, `graph=False`), against `nnx_step`.
 - `nnx_step_vs_linen`: `nnx_step` against `aj.nn.make_train_step`'s step of
@@ -173,7 +174,8 @@ def split_step(grad_fn):
 
 
 def cached_step(grad_fn, model, optimizer):
-    """A graph-mode `nnx.jit`, both donated, over `nnx.cached_partial`."""
+    """A graph-mode `nnx.jit`, both donated, over `nnx.cached_partial` (the
+    plain model's first way)."""
 
     @nnx.jit(donate_argnums=(0, 1), graph=True, graph_updates=True)
     def step(model, optimizer, inputs, labels):

@@ -204,6 +204,26 @@ def test_bookcrossing_shuffles_by_hash_and_tests_a_fifth(tmp_path):
     assert manifest["test"]["examples"] == len(expected_test)
 
 
+def test_bookcrossing_test_folds_partition_the_lines(tmp_path):
+    # Arrange
+    rows = [(u, i, int(i < 5)) for u in range(10) for i in range(10)]
+    source = tmp_path / "ratings_final.txt"
+    source.write_text("".join(f"{u}\t{i}\t{y}\n" for u, i, y in rows))
+
+    # Act: the five folds.
+    tested = []
+    for fold in range(5):
+        out = tmp_path / f"fold{fold}"
+        bookcrossing.main(["--ratings", str(source), "--out", str(out),
+                           "--no-check", "--test-fold", str(fold)])  # fmt: skip
+        tested.append({(f[14], f[15]) for f in _split_lines(out, "test")})
+        assert len(_split_lines(out, "train")) + len(tested[-1]) == len(rows)
+
+    # Assert: each line tests in exactly one fold.
+    assert sum(len(t) for t in tested) == len(rows)
+    assert len(set().union(*tested)) == len(rows)
+
+
 @pytest.mark.parametrize(
     "line, message",
     [("1\t2\n", "is not USER ITEM LABEL"), ("1\t2\t3\n", "label 3 is not 0 or 1"),

@@ -83,6 +83,77 @@ def test_four_variants_end_to_end(dataset, tmp_path):
     assert (tmp_path / "ctr.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_a_budget_sizes_the_variant_and_the_trained_state_fits_it(
+    dataset, tmp_path, capsys
+):
+    # Arrange: about a quarter of a row per distinct id (16,464 ids, ~135 B a row).
+    budget = 600_000
+
+    # Act
+    status = ctr.main(
+        ["--data-dir", str(dataset.directory), "--num-train", str(NUM_TRAIN),
+         "--num-test", str(NUM_TEST), "--variants", "adaptive", "--budget",
+         str(budget), "--no-plot", *FAST, *_outputs(tmp_path)]
+    )  # fmt: skip
+
+    # Assert: the trained state holds the sized arrays, within the budget.
+    assert status == 0
+    (result,) = json.loads((tmp_path / "out.json").read_text())["variants"]
+    sizing = result["sizing"]
+    assert result["param_bytes"] == sizing["training_bytes"] <= budget
+    assert result["export_bytes"] <= sizing["export_bytes_bound"]
+    assert result["settings"]["filter_freq"] == sizing["filter_freq"] >= 3
+    assert result["promotions"] > 0
+    printed = capsys.readouterr().out
+    assert f"for a training budget of {budget:,} bytes" in printed
+    per_id = ctr.variants.per_id_bytes(
+        ctr.scan.scan(data.CriteoReader([dataset.train], batch_size=1024)),
+        variants.Settings(),
+    )
+    assert f"takes {per_id:,} bytes of training: the budget is" in printed
+    assert budget < per_id  # a real constraint: the rows do not fit every id
+    assert f"filter_freq {sizing['filter_freq']}:" in printed
+    assert all(f"  {key}: " in printed for key in CATEGORIES)  # a reason each
+
+
+def test_pressure_eviction_makes_room_in_a_dynamic_table_a_budget_limits(
+    dataset, tmp_path
+):
+    # Arrange: rows for about a tenth of the ids; 12 steps, evicting at step 10.
+    budget = 400_000
+
+    # Act
+    status = ctr.main(
+        ["--data-dir", str(dataset.directory), "--num-train", str(NUM_TRAIN),
+         "--num-test", str(NUM_TEST), "--variants", "dynamic", "--budget",
+         str(budget), "--pressure-evict", "--no-plot", *FAST, *_outputs(tmp_path)]
+    )  # fmt: skip
+
+    # Assert: the table filled up, rows went, and it fits the budget still.
+    assert status == 0
+    (result,) = json.loads((tmp_path / "out.json").read_text())["variants"]
+    assert result["settings"]["pressure_evict"] is True
+    assert result["overflows"] > 0  # the capacity is a real constraint
+    assert result["evictions"] > 0
+    assert result["param_bytes"] == result["sizing"]["training_bytes"] <= budget
+
+
+def test_a_budget_below_the_least_state_says_how_much_is_needed(
+    dataset, tmp_path, capsys
+):
+    status = ctr.main(
+        ["--data-dir", str(dataset.directory), "--num-train", str(NUM_TRAIN),
+         "--num-test", str(NUM_TEST), "--variants", "filtered", "--budget", "1000",
+         *FAST, *_outputs(tmp_path)]
+    )  # fmt: skip
+
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "budget['training'] = 1,000 bytes is below the least" in error
+    assert "give at least" in error
+    assert not (tmp_path / "out.json").exists()
+
+
 def _criteo_lines(count: int, *, seed: int = 0, start: int = 0) -> list[str]:
     """Distinct Criteo lines: 26 hex ids from small vocabularies, 13 counts."""
     rng = np.random.default_rng(seed)

@@ -34,6 +34,8 @@ def reference(fields: list[str]) -> tuple | None:
     from the format's definition; None if the line is malformed."""
     if len(fields) != 40 or fields[0] not in ("0", "1"):
         return None
+    if any("\x00" in f for f in fields):  # no Criteo value holds a NUL byte
+        return None
     integers = fields[1:14]
     if not all(
         f == "" or re.fullmatch(r"-?[0-9]{1,17}|[0-9]{18}", f) for f in integers
@@ -208,6 +210,26 @@ def test_malformed_lines_are_skipped_counted_and_reported(tmp_path):
     assert np.concatenate([b.dense[:, 0] for b in batches]).tolist() == [1, 2, 3]
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("ab\x00", "'ab\\x00'"), ("\x00ab", "'\\x00ab'"), ("a\x00b", "'a\\x00b'")],
+    ids=["at_the_end", "at_the_start", "inside"],
+)
+def test_a_value_with_a_nul_byte_is_not_read_as_another(tmp_path, value, shown):
+    """numpy's strings would drop a NUL at the end: `ab\\x00` read as `ab`."""
+    line = good_line()
+    line[16] = value  # C3
+    path = write_lines(tmp_path / "nul.txt", [good_line(), line, good_line()])
+    reader = data.CriteoReader(path, batch_size=8)
+    with pytest.warns(data.MalformedLineWarning) as records:
+        (batch,) = list(reader)
+    assert [str(r.message) for r in records] == [
+        f"{path}:2: skipped: C3 {shown} holds a NUL byte"
+    ]
+    assert batch.size == 2 and reader.malformed == 1
+    assert batch.categorical["C3"][:, 0].tolist() == ["00000002"] * 2
+
+
 def test_warnings_stop_at_the_cap_and_then_give_the_total(tmp_path):
     lines = [good_line()] + [good_line(value="x")] * 15 + [good_line()]
     path = write_lines(tmp_path / "noisy.txt", lines)
@@ -279,15 +301,20 @@ category_field = st.one_of(field_text, st.text("ab", min_size=65, max_size=70))
 
 @st.composite
 def criteo_line(draw) -> list[str]:
-    """A good line, or one with a single defect: a bad integer, a bad label, or
-    a wrong number of fields (one field and empty: a blank line)."""
+    """A good line, or one with a single defect: a bad integer, a bad label, a
+    NUL byte in a field, or a wrong number of fields (one field and empty: a
+    blank line)."""
     fields = [
         draw(st.sampled_from(["0", "1"])),
         *draw(st.lists(valid_integer, min_size=13, max_size=13)),
         *draw(st.lists(category_field, min_size=26, max_size=26)),
     ]
-    defect = draw(st.sampled_from(["none", "none", "integer", "label", "count"]))
-    if defect == "integer":
+    defect = draw(st.sampled_from(["none", "none", "integer", "label", "count", "nul"]))
+    if defect == "nul":
+        field = draw(st.integers(0, 39))
+        at = draw(st.integers(0, len(fields[field])))
+        fields[field] = fields[field][:at] + "\x00" + fields[field][at:]
+    elif defect == "integer":
         fields[draw(st.integers(1, 13))] = draw(junk_integer)
     elif defect == "label":
         fields[0] = draw(st.sampled_from(["", "2", "x", "00", "1 ", "-1", "1.0"]))

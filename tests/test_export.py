@@ -424,7 +424,11 @@ def test_bad_options_are_named(states):
     with pytest.raises(ValueError, match="the state has columns"):
         export.export(state, COLUMNS[:2])
     wider = dataclasses.replace(PLAIN, dimension=5)
-    with pytest.raises(ValueError, match="column 'item_embedding': the state's dim"):
+    with pytest.raises(
+        ValueError,
+        match=r"column 'item' \(state\['item_embedding'\]\): the state's "
+        r"dynamic/values is float32\[\d+, 4\], the column expects float32\[\d+, 5\]",
+    ):
         export.export(state, [MASKED, ADMITTED, wider, PLAIN_FILTERED, STATIC])
 
 
@@ -439,6 +443,18 @@ def test_bad_serving_inputs_are_named(states):
     del features["city"]
     with pytest.raises(ValueError, match="column 'city': feature 'city' is missing"):
         serving.lookup(built, features, masks=masks, size=SIZE)
+
+
+def test_an_export_with_a_repeated_key_is_refused_naming_the_column(states):
+    _, state = states
+    exported = export.export(state, COLUMNS)
+    name = next(n for n, c in exported.columns.items() if c.keys.size >= 2)
+    column = exported.columns[name]
+    keys = column.keys.copy()
+    keys[1] = keys[0]
+    columns = dict(exported.columns) | {name: dataclasses.replace(column, keys=keys)}
+    with pytest.raises(ValueError, match=f"column '{name}': .*not distinct"):
+        serving.build(dataclasses.replace(exported, columns=columns))
 
 
 def test_serving_lookup_is_jittable_and_reads_only(states):

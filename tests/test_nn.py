@@ -9,9 +9,9 @@ import optax
 import pytest
 
 import adaptive_jax as aj
+from adaptive_jax import export, optim, serving
 from adaptive_jax import feature_column as fc
 from adaptive_jax import nn as ajnn
-from adaptive_jax import optim
 
 SPARSE = optim.ftrl(0.5, l1_regularization_strength=0.001)
 DENSE = optax.sgd(0.3)
@@ -67,10 +67,11 @@ def forward(params, user, item):
     return nn.Dense(1).apply({"params": params["Dense_0"]}, x)[:, 0]
 
 
-def batch(seed=0):
-    """Prepared features (users 0..7, routed by their parity) and labels."""
+def batch(seed=0, first_user=0):
+    """Prepared features (users 0..7 from `first_user` on, routed by their
+    parity) and labels."""
     rng = np.random.default_rng(seed)
-    users = np.arange(BATCH)
+    users = np.arange(first_user, first_user + BATCH)
     items = rng.integers(0, 20, (BATCH, 2))
     features = fc.prepare(
         {"user": users[:, None], "item": items},
@@ -131,14 +132,29 @@ def test_sparse_update_is_apply_gradients_of_the_activation_gradient(one_step):
     assert stats["live_rows"] == BATCH // 2  # the odd users got rows
 
 
-def test_eval_step_reads_without_training(one_step):
-    state, _, metrics, _ = one_step
-    features, labels = batch()
+def test_eval_step_reads_as_a_serving_export_does(one_step):
+    # An eval inserts nothing: the ids the step gave rows read them, the others
+    # their buckets, whichever ids share the batch; the same as serving.
+    _, trained, _, _ = one_step
+    features, labels = batch(first_user=4)  # users 8 to 11 are new
     outputs, eval_metrics = ajnn.make_eval_step(Model().apply, loss_fn)(
-        state, features, labels
+        trained, features, labels
     )
-    assert outputs.shape == (BATCH,)
-    np.testing.assert_allclose(eval_metrics["loss"], metrics["loss"], rtol=1e-6)
+    tables = trained.embeddings
+    built = {
+        **serving.build(export.export(tables["Embed_0"]["state"], [USER])),
+        **serving.build(export.export(tables["Tower_0"]["Embed_0"]["state"], [ITEM])),
+    }
+    served = ajnn.serve(Model().apply, built)(trained.params, features)
+    np.testing.assert_allclose(outputs, served, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(eval_metrics["loss"], loss_fn(served, labels), rtol=1e-6)
+
+
+def test_input_layer_refuses_a_training_flag_that_is_not_a_bool():
+    features, _ = batch()
+    state = fc.init_state([USER], SPARSE, jax.random.key(0))
+    with pytest.raises(ValueError, match="training must be True .* got 'no'"):
+        fc.input_layer(features, [USER], state, optimizer=SPARSE, training="no")
 
 
 def test_evict_every_runs_the_columns_eviction(one_step):

@@ -184,6 +184,27 @@ def test_resume_is_bit_exact(tmp_path):
     )
 
 
+def test_the_step_follows_each_model_and_their_updates_between_calls():
+    # The step caches the last (model, optimizer) pair's variables: another
+    # pair, or new values put into a model by nnx.update, must be seen.
+    step = ajnnx.make_train_step(loss_fn)
+    (a, a_opt), (b, b_opt), (alone, alone_opt) = fresh(), fresh(), fresh()
+    start = copy(nnx.state((a, a_opt)))
+    for s in range(2):
+        step(a, a_opt, *batch(s))
+        step(b, b_opt, *batch(s))
+        STEP(alone, alone_opt, *batch(s))
+    for other in ((b, b_opt), (alone, alone_opt)):
+        assert_trees_close(nnx.state((a, a_opt)), nnx.state(other), rtol=0, atol=0)
+    nnx.update((a, a_opt), start)  # back to step 0, in the same variables
+    step(a, a_opt, *batch(0))
+    once, once_opt = fresh()
+    STEP(once, once_opt, *batch(0))
+    assert_trees_close(
+        nnx.state((a, a_opt)), nnx.state((once, once_opt)), rtol=0, atol=0
+    )
+
+
 def test_served_scores_equal_eval_scores(trained):
     model = trained[0]
     exported = export.export(ajnnx.tables(model), ajnnx.columns(model))

@@ -314,6 +314,59 @@ def test_sparse_and_dense_forms_agree_on_the_rows_they_touch(spec):
     )
 
 
+def test_split_update_trains_each_entrys_own_table_as_the_formula_says():
+    # Two tables (per-coordinate and per-row L1) in one pass: each entry trains
+    # the table where its row is in range, repeats summed, the rest untouched.
+    rng = np.random.default_rng(7)
+    coord = optim.Ftrl(0.1, l1_regularization_strength=0.05)
+    row = optim.Ftrl(0.2, l1_regularization_strength=0.3, l1_mode="row")
+    a = rng.standard_normal((6, 3)).astype(np.float32)
+    b = rng.standard_normal((9, 3)).astype(np.float32)
+    k = 40
+    to_a = rng.random(k) < 0.5
+    rows_a = np.where(to_a, rng.integers(0, 6, k), 6)
+    rows_b = np.where(to_a, -1, rng.integers(0, 10, k))  # 9: out of range, skipped
+    grads = rng.standard_normal((k, 3)).astype(np.float32)
+
+    def split(a, b, grads):
+        return optim.apply_sparse_split(
+            (
+                (coord, a, coord.init_slots(a), jnp.asarray(rows_a, jnp.int32)),
+                (row, b, row.init_slots(b), jnp.asarray(rows_b, jnp.int32)),
+            ),
+            grads,
+        )
+
+    (new_a, slots_a), (new_b, slots_b) = jax.jit(split)(a, b, grads)
+    for spec, table, rows, new, slots, is_row in (
+        (coord, a, rows_a, new_a, slots_a, False),
+        (row, b, rows_b, new_b, slots_b, True),
+    ):
+        n = table.shape[0]
+        g = np.zeros((n, 3))
+        np.add.at(g, rows[(rows >= 0) & (rows < n)], grads[(rows >= 0) & (rows < n)])
+        touched = np.isin(np.arange(n), rows)
+        w, acc, z = ftrl_reference(
+            table.astype(np.float64),
+            0.1,
+            0.0,
+            g,
+            spec.learning_rate,
+            -0.5,
+            spec.l1_regularization_strength,
+            0.0,
+            0.0,
+            0.0,
+            row=is_row,
+        )
+        np.testing.assert_allclose(np.asarray(new)[touched], w[touched], **FLOAT32_TOL)
+        np.testing.assert_allclose(
+            np.asarray(slots.linear)[touched], z[touched], **FLOAT32_TOL
+        )
+        np.testing.assert_array_equal(np.asarray(new)[~touched], table[~touched])
+        assert touched.sum() >= 4  # both tables are trained, several rows each
+
+
 def test_padding_and_out_of_range_rows_touch_nothing():
     spec = optim.Adagrad(0.5)
     table = jnp.ones((4, 2))
@@ -324,6 +377,32 @@ def test_padding_and_out_of_range_rows_touch_nothing():
     )
     changed = np.any(np.asarray(new) != 1.0, axis=1)
     assert changed.tolist() == [True, False, False, False]
+
+
+def test_split_update_skips_and_counts_rows_whose_update_is_not_finite():
+    # A NaN gradient reaches row 1 of table a and row 2 of table b (twice: one
+    # row); those rows keep value and slots, the other rows train.
+    spec = optim.Ftrl(0.1)
+    a, b = jnp.ones((4, 2)), jnp.full((3, 2), 2.0)
+    rows_a = jnp.array([1, 0, 4, 4, 4], jnp.int32)  # 4: not a's
+    rows_b = jnp.array([-1, -1, 2, 2, 0], jnp.int32)
+    grads = jnp.array(
+        [[np.nan, 1.0], [1.0, 1.0], [np.inf, 0.0], [1.0, 1.0], [1.0, 1.0]]
+    )
+    ((new_a, slots_a), (new_b, slots_b)), skipped = optim.sparse_update_split(
+        (
+            (spec, a, spec.init_slots(a), rows_a),
+            (spec, b, spec.init_slots(b), rows_b),
+        ),
+        grads,
+    )
+    assert int(skipped) == 2
+    changed_a = np.any(np.asarray(new_a) != 1.0, axis=1).tolist()
+    changed_b = np.any(np.asarray(new_b) != 2.0, axis=1).tolist()
+    assert changed_a == [True, False, False, False]
+    assert changed_b == [True, False, False]
+    for leaf in jax.tree.leaves((new_a, slots_a, new_b, slots_b)):
+        assert np.isfinite(np.asarray(leaf)).all()
 
 
 def test_checked_mode_names_the_row_out_of_range():

@@ -6,6 +6,7 @@ import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 import adaptive_jax as aj
@@ -125,6 +126,47 @@ def test_an_explicit_mask_wins_over_the_filter():
         features, [column], state, optimizer=opt, adaptive_mask_tensors={"a": [1]}
     )
     assert row_of(state, column, 11) >= 0
+
+
+ADMISSION_COLUMN = adaptive_column(
+    aj.EmbeddingVariableOption(
+        capacity=64, filter_option=aj.CounterFilter(3, max_element_size=512)
+    )
+)
+
+
+@jax.jit
+def admission_step(state, features):
+    _, state, _ = fc.input_layer(
+        features, [ADMISSION_COLUMN], state, optimizer=optim.ftrl(**FTRL)
+    )
+    return state
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1.1, 1.5]))
+def test_admission_equals_an_exact_count_while_the_stream_fits_its_sketch(seed, a):
+    """DeepRec's rule, `count >= filter_freq`, against exact counts in a dict:
+    on a stream of fewer distinct ids than the sketch was sized for, every id
+    gets its row at the step its count reaches 3, and no other (precision and
+    recall 1)."""
+    rng = np.random.default_rng(seed)
+    state = fc.init_state([ADMISSION_COLUMN], optim.ftrl(**FTRL), jax.random.key(0))
+    truth, promoted = {}, set()
+    for _ in range(12):
+        keys = (rng.zipf(a, 8) % 200).tolist()
+        for k in keys:
+            truth[k] = truth.get(k, 0) + 1
+        features = fc.prepare(
+            {"a": sparse.from_ragged([[k] for k in keys])}, [ADMISSION_COLUMN]
+        )
+        state = admission_step(state, features)
+        promoted |= {k for k in keys if truth[k] >= 3}
+        table = state["a_embedding"].dynamic.table
+        have = np.asarray(lookup(table, ids.from_numpy(sorted(truth)))) >= 0
+        assert {
+            k for k, h in zip(sorted(truth), have.tolist(), strict=True) if h
+        } == promoted
 
 
 # Eviction.
@@ -283,21 +325,56 @@ sketch_add = jax.jit(_sketch.add)
 sketch_estimate = jax.jit(_sketch.estimate)
 
 
+def plain_count_min(sketch, truth):
+    """A plain count-min sketch's estimate of each key, in Python: each counter
+    the sum of the counts of the keys hashed to it, the least of a key's."""
+    keys = list(truth)
+    positions = np.asarray(_sketch._positions(sketch, ids.from_numpy(keys)))
+    counters = [{} for _ in positions]
+    for row, at in zip(counters, positions, strict=True):
+        for key, p in zip(keys, at.tolist(), strict=True):
+            row[p] = row.get(p, 0) + truth[key]
+    return {
+        key: min(row[p] for row, p in zip(counters, positions[:, i], strict=True))
+        for i, key in enumerate(keys)
+    }
+
+
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(-50, 50), min_size=1, max_size=60), st.integers(1, 3))
-def test_the_sketch_never_counts_low(keys, depth):
-    padded = keys + [0] * (64 - len(keys))  # one shape: one compile per depth
-    batch = ids.from_numpy(padded)
-    mask = jnp.arange(64) < len(keys)
-    _, after = sketch_add(_sketch.Sketch.create(depth, 16), batch, mask)
-    truth = {k: keys.count(k) for k in keys}
-    counted = np.asarray(after)[: len(keys)].tolist()
-    assert all(a >= truth[k] for k, a in zip(keys, counted, strict=True))
-    assert np.asarray(after)[len(keys) :].tolist() == [0] * (64 - len(keys))
-    wide, exact = sketch_add(_sketch.Sketch.create(depth, 4096), batch, mask)
-    estimated = np.asarray(sketch_estimate(wide, batch))[: len(keys)]
-    assert estimated.tolist() == np.asarray(exact)[: len(keys)].tolist()
-    assert all(e == truth[k] for k, e in zip(keys, estimated.tolist(), strict=True))
+@given(
+    st.lists(
+        st.lists(st.integers(-50, 50), min_size=1, max_size=16), min_size=1, max_size=4
+    ),
+    st.integers(1, 3),
+    st.sampled_from([16, 256]),
+)
+def test_the_sketch_counts_between_the_truth_and_a_plain_count_min(
+    batches, depth, padded_to
+):
+    """Conservative update: never below the true count, never above what a
+    plain count-min sketch of the same counters would say; exact when wide.
+    Padded to 16 entries, each counted entry is a chunk of its own (repeats
+    meet across chunks); to 256, all are in one chunk."""
+    narrow, wide = _sketch.Sketch.create(depth, 16), _sketch.Sketch.create(4, 4096)
+    truth = {}
+    for keys in batches:
+        padded = ids.from_numpy(keys + [0] * (padded_to - len(keys)))
+        mask = jnp.arange(padded_to) < len(keys)
+        for k in keys:
+            truth[k] = truth.get(k, 0) + 1
+        narrow, after = sketch_add(narrow, padded, mask)
+        wide, exact = sketch_add(wide, padded, mask)
+        after = np.asarray(after)
+        assert not after[len(keys) :].any()
+        assert all(a >= truth[k] for k, a in zip(keys, after.tolist(), strict=False))
+        assert np.asarray(exact)[: len(keys)].tolist() == [truth[k] for k in keys]
+    plain = plain_count_min(narrow, truth)
+    estimated = np.asarray(sketch_estimate(narrow, ids.from_numpy(list(truth))))
+    for key, e in zip(truth, estimated.tolist(), strict=True):
+        assert truth[key] <= e <= plain[key]
+    # The ids it holds at each power of two, exact when no key collides.
+    levels = [sum(c >= 2**k for c in truth.values()) for k in range(8)]
+    assert np.asarray(wide.held).tolist() == levels
 
 
 @settings(max_examples=30, deadline=None)
@@ -306,7 +383,8 @@ def test_the_sketch_never_counts_low(keys, depth):
 )
 def test_a_weighted_entry_counts_as_its_repeats(entries):
     """The sketch counts an entry of weight w as w occurrences (its estimates
-    and the halving's tally), as the w entries would."""
+    and its counters), as the w entries would, and each key once among the
+    distinct ids it holds."""
     keys = [k for k, _ in entries] + [0] * (8 - len(entries))
     weights = [w for _, w in entries] + [0] * (8 - len(entries))
     mask = jnp.arange(8) < len(entries)
@@ -320,26 +398,63 @@ def test_a_weighted_entry_counts_as_its_repeats(entries):
         sketch, ids.from_numpy(repeated), jnp.arange(48) < sum(weights)
     )
     np.testing.assert_array_equal(np.asarray(merged.counts), np.asarray(plain.counts))
-    assert float(merged.held) == float(plain.held) == sum(weights)
+    np.testing.assert_array_equal(np.asarray(merged.held), np.asarray(plain.held))
+    assert float(merged.held[0]) <= len({k for k, _ in entries})
     estimates = np.asarray(sketch_estimate(plain, ids.from_numpy(keys)))
     np.testing.assert_array_equal(
         np.asarray(after)[: len(entries)], estimates[: len(entries)]
     )
 
 
-def test_the_sketch_halves_when_full_and_reads_before():
-    sketch = _sketch.Sketch.create(1, 4)
-    batch = ids.from_numpy([5, 5, 5, 6])
-    sketch, counts = _sketch.add(sketch, batch, jnp.ones(4, bool), halve_at=4.0)
-    assert np.asarray(counts)[:3].tolist() == [3, 3, 3]  # read before halving
-    assert float(sketch.held) == 2.0
-    assert np.asarray(_sketch.estimate(sketch, ids.from_numpy([5])))[0] == 1  # 1.5
+def test_the_sketch_halves_when_full_forgets_single_ids_and_reads_before():
+    sketch = _sketch.Sketch.create(1, 64)
+    batch = ids.from_numpy([5, 5, 5, 6, 7, 8])
+    sketch, counts = _sketch.add(sketch, batch, jnp.ones(6, bool), halve_at=4.0)
+    assert np.asarray(counts).tolist() == [3, 3, 3, 1, 1, 1]  # read before halving
+    left = np.asarray(_sketch.estimate(sketch, ids.from_numpy([5, 6, 7, 8])))
+    assert left.tolist() == [1, 0, 0, 0]  # 3 // 2; the ids seen once forgotten
+    # 4 ids held, 1 at 2 or more; halved: 1 held (5, at 1), none at 2.
+    assert np.asarray(sketch.held)[:3].tolist() == [1.0, 0.0, 0.0]
 
 
 def test_sketch_counters_saturate_instead_of_wrapping():
-    sketch = _sketch.Sketch(jnp.full((1, 4), 2.0**24, jnp.float32), jnp.zeros([]))
-    _, after = sketch_add(sketch, ids.from_numpy([5, 5]), jnp.ones(2, bool))
-    assert np.asarray(after).tolist() == [2**24, 2**24]
+    sketch = _sketch.Sketch.create(1, 4)
+    sketch = sketch.replace(counts=jnp.full((1, 4), 255, jnp.uint8))
+    sketch, after = sketch_add(sketch, ids.from_numpy([5, 5]), jnp.ones(2, bool))
+    assert np.asarray(after).tolist() == [255, 255]
+    assert np.asarray(sketch.counts).tolist() == [[255] * 4]
+
+
+@pytest.mark.parametrize(
+    ("filter_freq", "dtype"),
+    [(3, np.uint8), (255, np.uint8), (256, np.uint16), (70_000, np.uint32)],
+    ids=["small", "uint8_max", "uint16", "uint32"],
+)
+def test_the_counters_are_just_wide_enough_for_the_threshold(filter_freq, dtype):
+    option = aj.EmbeddingVariableOption(
+        capacity=8, filter_option=aj.CounterFilter(filter_freq, max_element_size=64)
+    )
+    column, opt = adaptive_column(option), optim.ftrl(**FTRL)
+    state = fc.init_state([column], opt, jax.random.key(0))
+    assert state["a_embedding"].sketch.counts.dtype == dtype
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_a_sketch_sized_for_n_ids_takes_a_new_id_for_a_seen_one_at_the_rate(depth):
+    """Sized for 5,000 ids at p = 2%, after 5,000 distinct ids a new id finds
+    all its counters taken at about that rate (the bound `CounterFilter`
+    documents), and at a tenth of the ids far less often."""
+    n, p = 5_000, 0.02
+    sketch = _sketch.Sketch.create(*_sketch.count_min_shape(n, depth, p))
+    seen = np.random.default_rng(depth).integers(-(2**62), 2**62, n)
+    fresh = ids.from_numpy(np.arange(20_000) + 2**62)  # none of them seen
+    sketch, _ = sketch_add(
+        sketch, ids.from_numpy(seen[: n // 10]), jnp.ones(n // 10, bool)
+    )
+    assert np.mean(np.asarray(sketch_estimate(sketch, fresh)) > 0) < p / 10
+    sketch, _ = sketch_add(sketch, ids.from_numpy(seen), jnp.ones(n, bool))
+    rate = np.mean(np.asarray(sketch_estimate(sketch, fresh)) > 0)
+    assert 0.5 * p < rate < 1.5 * p
 
 
 def test_bloom_filter_is_sized_from_elements_and_false_positive_rate():
@@ -348,6 +463,18 @@ def test_bloom_filter_is_sized_from_elements_and_false_positive_rate():
     assert hashes == 7 and hashes * width >= total
     shape = aj.CBFFilter(3, 10_000, 0.01).sketch_shape(capacity=123)
     assert shape == (hashes, width)
+
+
+def test_the_sketch_is_sized_from_the_expected_ids_not_the_capacity():
+    small, large = (
+        aj.CounterFilter(3, max_element_size=10_000).sketch_shape(capacity=c)
+        for c in (16, 2**20)
+    )
+    assert small == large == _sketch.count_min_shape(10_000, 4, 0.005)
+    assert 13.5e6 < aj.CounterFilter(3).sketch_bytes() < 13.7e6  # as documented
+    # A partitioned table's sketches share the expected ids.
+    depth, width = aj.CounterFilter(3, max_element_size=10_000).sketch_shape(0, 4)
+    assert (depth, width) == _sketch.count_min_shape(2_500, 4, 0.005)
 
 
 # A long random stream.

@@ -39,13 +39,14 @@ def held_out_keys(values, salt=0):
 @pytest.mark.parametrize(
     "sums, expected",
     [
-        ([0.6, 2.0, 64.0], 0.3 * 0.5),  # slope 0.3, halved at 64 entries
-        ([1.0, 2.0, 192.0], 0.5 * 0.75),
-        ([-1.0, 2.0, 640.0], 0.0),  # control rows point away: nothing
-        ([5.0, 2.0, 64.0], 0.5),  # more than the bucket: a whole copy at most
-        ([0.0, 0.0, 0.0], 0.0),  # no evidence
+        ([0.6, 2.0, 900.0, 16.0], 0.3 * 0.5),  # slope 0.3, halved at 16 ids
+        ([1.0, 2.0, 900.0, 48.0], 0.5 * 0.75),
+        ([-1.0, 2.0, 900.0, 160.0], 0.0),  # control rows point away: nothing
+        ([5.0, 2.0, 900.0, 16.0], 0.5),  # beyond the bucket: a whole copy at most
+        ([0.6, 2.0, 900.0, 0.0], 0.0),  # no control id promoted: nothing
+        ([0.0, 0.0, 0.0, 0.0], 0.0),  # no evidence
     ],
-    ids=["slope", "more_evidence", "negative", "clipped_at_one", "none"],
+    ids=["slope", "more_ids", "negative", "clipped_at_one", "one_id", "none"],
 )
 def test_the_share_is_the_clipped_slope_shrunk_by_its_evidence(sums, expected):
     evidence = _share.ShareEvidence(jnp.asarray([sums], jnp.float32))
@@ -63,11 +64,14 @@ def test_one_key_in_holdout_is_a_control_and_a_salt_does_not_change_which():
 def test_record_adds_the_control_entries_read_per_feature():
     # Arrange: 6 entries of a 2-feature stacked column (rows example-major).
     rng = np.random.default_rng(0)
-    values = np.arange(6) * 7919
+    pool = np.arange(400)
+    held, kept = pool[held_out_keys(pool)], pool[~held_out_keys(pool)]
+    values = np.array([held[0], kept[0], held[1], held[2], kept[1], held[3]])
     control = held_out_keys(values)
     rows = rng.normal(size=(6, DIM)).astype(np.float32)
     buckets = rng.normal(size=(6, DIM)).astype(np.float32)
     read = np.array([1, 1, 0, 1, 1, 1], bool)
+    new = np.array([1, 0, 1, 1, 0, 0], bool)
     row_ids = np.arange(6, dtype=np.int32)  # feature = row % 2
     evidence = _share.ShareEvidence.create(2)
 
@@ -77,17 +81,20 @@ def test_record_adds_the_control_entries_read_per_feature():
         jnp.asarray(rows),
         jnp.asarray(buckets),
         jnp.asarray(read),
+        jnp.asarray(new),
         ids_lib.from_numpy(values),
         jnp.asarray(row_ids),
         (0, 0),
     )
 
     # Assert: a numpy reference from the definition.
-    expected = np.zeros((2, 3))
+    expected = np.zeros((2, 4))
     for i in range(6):
+        f = i % 2
         if read[i] and control[i]:
-            f = i % 2
-            expected[f] += [rows[i] @ buckets[i], buckets[i] @ buckets[i], 1]
+            expected[f, :3] += [rows[i] @ buckets[i], buckets[i] @ buckets[i], 1]
+        expected[f, 3] += new[i] and control[i]
+    assert control.any(), "the keys must hold a control key"
     np.testing.assert_allclose(np.asarray(out.sums), expected, rtol=1e-6)
 
 
@@ -105,7 +112,7 @@ def test_a_promoted_row_starts_from_its_default_plus_its_share_of_the_bucket():
     col = column()
     state = fc.init_state([col], OPT, jax.random.key(0))
     name = col.name
-    share = _share.ShareEvidence(jnp.asarray([[0.5, 1.0, 64.0]], jnp.float32))
+    share = _share.ShareEvidence(jnp.asarray([[0.5, 1.0, 900.0, 16.0]], jnp.float32))
     state = {name: state[name].replace(share=share)}
     candidates = np.arange(1, 400)
     control = int(candidates[held_out_keys(candidates)][0])
@@ -162,13 +169,14 @@ def test_the_share_is_learnt_from_control_rows_that_hold_part_of_their_bucket():
         state = step(state, prepared, jnp.asarray(targets, jnp.float32))
 
     # Assert
-    along, norm, entries = np.asarray(state[col.name].share.sums)[0]
+    along, norm, entries, promoted = np.asarray(state[col.name].share.sums)[0]
     assert entries > 600  # ~400 * 32 / HOLDOUT control entries
+    assert 10 <= promoted <= 40  # the control keys among 300, once each mostly
     assert along / norm == pytest.approx(0.4, abs=0.05)
     summary = fc.summary(state)[col.name]
-    assert summary["migration_evidence"] == (int(entries),)
+    assert summary["migration_evidence"] == (int(promoted),)
     assert summary["migration_share"][0] == pytest.approx(
-        along / norm * entries / (entries + _share.PRIOR_ENTRIES), rel=1e-5
+        along / norm * promoted / (promoted + _share.PRIOR_IDS), rel=1e-5
     )
     bucket = np.asarray(state[col.name].static.values[0])
     np.testing.assert_allclose(bucket, target, atol=0.05)
@@ -181,3 +189,28 @@ def test_a_column_with_another_migration_keeps_no_evidence():
     state = fc.init_state([fc.embedding_column(categorical, 2)], OPT, jax.random.key(0))
     assert state["u_embedding"].share is None
     assert "migration_share" not in fc.summary(state)["u_embedding"]
+
+
+def test_an_eval_records_no_evidence_and_gives_no_row():
+    # Control keys routed to the dynamic table: a training lookup gives them
+    # rows and records their reads; an eval (training=False) does neither,
+    # for keys without a row or with one.
+    col = column()
+    state = fc.init_state([col], OPT, jax.random.key(1))
+    candidates = np.arange(2000)
+    keys = candidates[held_out_keys(candidates)][:8]
+    mask = {"u": np.ones(len(keys), np.int32)}
+    prepared = fc.prepare({"u": keys}, [col], adaptive_mask_tensors=mask)
+    _, evaluated, _ = fc.input_layer(
+        prepared, [col], state, optimizer=OPT, training=False
+    )
+    assert not np.asarray(evaluated[col.name].share.sums).any()
+    assert fc.summary(evaluated)[col.name]["live_rows"] == 0
+    _, trained, _ = fc.input_layer(prepared, [col], state, optimizer=OPT)
+    assert np.asarray(trained[col.name].share.sums)[0, 3] == len(keys)
+    _, again, _ = fc.input_layer(
+        prepared, [col], trained, optimizer=OPT, training=False
+    )
+    np.testing.assert_array_equal(
+        again[col.name].share.sums, trained[col.name].share.sums
+    )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from adaptive_jax import _numerics, ids, table
-from adaptive_jax.table import _index
+from adaptive_jax.table import _host, _index
 
 INT32_MAX = np.iinfo(np.int32).max
 insert = jax.jit(table.lookup_or_insert, donate_argnums=0)
@@ -211,6 +211,19 @@ def test_event_counters_saturate():
     )
 
 
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 1024, 1057, 70_001])
+def test_exclusive_count_is_the_prefix_sum(n):
+    mask = np.random.default_rng(n).random(n) < 0.4
+    got = jax.jit(_numerics.exclusive_count)(jnp.asarray(mask))
+    assert np.asarray(got).tolist() == (np.cumsum(mask) - mask).tolist()
+
+
+def test_prefix_sums_of_large_counts_are_exact():
+    x = np.full((1100,), 2**20 + 1, np.int32)  # sums past 2**30, three levels
+    got = _numerics._exclusive_sum(jnp.asarray(x))
+    assert np.asarray(got).tolist() == (np.cumsum(x) - x).tolist()
+
+
 def test_x64_on_and_off_give_the_same_rows():
     keys = np.array([0, -1, 2**63 - 1, -(2**63), 2**32, -5, 0], np.int64)
     state = table.DynamicTable.create(16)
@@ -396,3 +409,44 @@ def test_weighted_entries_count_as_their_repeats():
     np.testing.assert_array_equal(
         np.asarray(merged.row_keys), np.asarray(plain.row_keys)
     )
+
+
+# A table built on the host (serving's index of an export's keys).
+
+
+def test_a_table_built_on_the_host_finds_each_key_at_its_row():
+    rng = np.random.default_rng(3)
+    edges = np.array([0, -1, 2**63 - 1, -(2**63), 2**32, 7], np.int64)
+    keys = np.unique(np.concatenate([edges, rng.integers(-(2**63), 2**63 - 1, 4090)]))
+    rng.shuffle(keys)
+    state = _host.holding(keys, 4096)  # full: every row holds a key
+    assert lookup(state, ids.from_numpy(keys)).tolist() == list(range(keys.size))
+    absent = rng.integers(-(2**63), 2**63 - 1, 2000)
+    absent = absent[~np.isin(absent, keys)]
+    assert set(lookup(state, ids.from_numpy(absent)).tolist()) == {-1}
+    # The same as inserting them in order, for every counter a lookup reads.
+    inserted, _ = insert(
+        table.DynamicTable.create(4096), ids.from_numpy(keys), all_true(keys.size)
+    )
+    for field in ("row_keys", "free_list", "num_free", "freq", "inserts"):
+        assert np.array_equal(getattr(state, field), getattr(inserted, field)), field
+    # Then it trains as a table: a new key after a removal takes the freed row.
+    state, _ = remove(state, ids.from_numpy(keys[:1]))
+    state, rows = insert(state, ids.from_numpy([12345]), all_true(1))
+    assert rows.tolist() == [0]
+
+
+def test_the_host_index_hashes_keys_as_the_device_does():
+    keys = np.random.default_rng(5).integers(-(2**63), 2**63 - 1, 300)
+    bits = keys.view(np.uint64)
+    words = ((bits >> np.uint64(32)).astype(np.uint32), bits.astype(np.uint32))
+    slots = _index.create(1000)
+    device = _index.candidates(ids.from_numpy(keys), slots)
+    host = _host.candidates(*words, slots.shape[0])
+    for a, b in zip(device, host, strict=True):
+        assert np.asarray(a).tolist() == b.tolist()
+
+
+def test_the_host_index_refuses_repeated_keys():
+    with pytest.raises(ValueError, match="not distinct"):
+        _host.holding(np.array([3, 4, 3]), 4)

@@ -103,16 +103,17 @@ def record_fitted(
     feature_salts: tuple[int, ...],
     row_values: jax.Array,
     bucket_values: jax.Array,
-    read: jax.Array,
+    found: Any,
     axis_name: str | None,
 ) -> ColumnState:
-    """The state with the control rows this lookup read added to the evidence of
-    migration "fitted"."""
+    """The state with the control rows this lookup read (`found`, a
+    `DynamicLookup`) added to the evidence of migration "fitted"."""
     share = _share.record(
         state.share,
         row_values,
         bucket_values,
-        read,
+        found.read,
+        found.new,
         inputs.ids.values,
         inputs.ids.row_ids,
         feature_salts,

@@ -10,15 +10,17 @@ control group: one promoted id in `HOLDOUT` (by a hash of its key) starts from
 the initializer alone, as under "none", whatever the evidence. Over the
 lookups of those rows, with `v` a row's value and `b` its bucket's,
 
-    share_f = clip(sum(v . b) / sum(|b|**2), 0, 1) * n / (n + PRIOR_ENTRIES)
+    share_f = clip(sum(v . b) / sum(|b|**2), 0, 1) * k / (k + PRIOR_IDS)
 
 the least-squares slope of the control rows on their buckets, shrunk toward 0
-while its evidence `n` (entries seen) is small. Every other promoted id starts
-from its initial value plus `share_f * b`, with FTRL slots that keep that part
-(the initial value then fades as it does under "none"). With no evidence the
-share is 0 and the migration is "none"; where control rows come to hold their
-bucket whole, it is a copy. Nothing here passes over a table: the evidence is
-`[features, 3]` sums, updated from the entries of each lookup.
+while its evidence, the `k` control ids promoted, is small (a feature of 7
+values has one control id at most: its slope says little). Every other
+promoted id starts from its initial value plus `share_f * b`, with FTRL slots
+that keep that part (the initial value then fades as it does under "none").
+With no evidence the share is 0 and the migration is "none"; where control
+rows come to hold their bucket whole, it is a copy. Nothing here passes over a
+table: the evidence is `[features, 4]` sums, updated from each lookup's
+entries.
 """
 
 from __future__ import annotations
@@ -32,21 +34,22 @@ from adaptive_jax import ids as ids_lib
 from adaptive_jax.ids import _device_hash
 
 HOLDOUT = 16  # one promoted id in 16 is a control row
-PRIOR_ENTRIES = 64.0  # evidence (control entries) at which the share is halved
+PRIOR_IDS = 16.0  # control ids promoted at which the share is halved
 _HOLDOUT_SEED = 0x5A4E
 
 
 @struct.dataclass
 class ShareEvidence:
     """Per feature of a column (its stacked members, or one), over the lookups
-    of control rows: `sums[f] = (sum v . b, sum |b|**2, entries)`,
-    `[features, 3] float32`."""
+    of control rows: `sums[f] = (sum v . b, sum |b|**2, entries, promotions)`,
+    `[features, 4] float32` (promotions: entries of control keys given a row
+    in their lookup; a key repeated in that batch counts once per entry)."""
 
     sums: jax.Array
 
     @classmethod
     def create(cls, features: int) -> ShareEvidence:
-        return cls(jnp.zeros((features, 3), jnp.float32))
+        return cls(jnp.zeros((features, 4), jnp.float32))
 
 
 def held_out(
@@ -66,9 +69,9 @@ def held_out(
 
 def shares(evidence: ShareEvidence) -> jax.Array:
     """`[features] float32`: the share of its bucket a promoted row starts from."""
-    along, norm, entries = evidence.sums.T
+    along, norm, _, promoted = evidence.sums.T
     slope = jnp.clip(along / jnp.maximum(norm, 1e-30), 0.0, 1.0)
-    return jnp.where(norm > 0, slope, 0.0) * entries / (entries + PRIOR_ENTRIES)
+    return jnp.where(norm > 0, slope, 0.0) * promoted / (promoted + PRIOR_IDS)
 
 
 def features_of(row_ids: jax.Array, features: int) -> jax.Array:
@@ -96,6 +99,7 @@ def record(
     row_values: jax.Array,
     bucket_values: jax.Array,
     read: jax.Array,
+    new: jax.Array,
     keys: ids_lib.Ids,
     row_ids: jax.Array,
     feature_salts: tuple[int, ...],
@@ -103,14 +107,16 @@ def record(
 ) -> ShareEvidence:
     """The evidence with this lookup's control entries added: those that
     `read` their row (`row_values`, `[n, dim]`), against their bucket's value
-    (`bucket_values`). Under `shard_map`, summed over the devices of
-    `axis_name`."""
+    (`bucket_values`), and those `new` in the table. Under `shard_map`, summed
+    over the devices of `axis_name`."""
     features = len(feature_salts)
-    control = (read & held_out(keys, row_ids, feature_salts)).astype(jnp.float32)
+    held = held_out(keys, row_ids, feature_salts)
+    control = (read & held).astype(jnp.float32)
     along = jnp.sum(row_values * bucket_values, axis=1) * control
     norm = jnp.sum(bucket_values * bucket_values, axis=1) * control
+    promoted = (new & held).astype(jnp.float32)
     added = jax.ops.segment_sum(
-        jnp.stack([along, norm, control], axis=1),
+        jnp.stack([along, norm, control, promoted], axis=1),
         features_of(row_ids, features),
         num_segments=features,
     )

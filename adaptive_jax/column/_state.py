@@ -73,6 +73,15 @@ class Residuals(NamedTuple):
     # A partitioned column's: dynamic_rows are [partitions here, entries received]
     # on the owner, and each entry's slot in the exchange (none: P * limit).
     exchange_slots: jax.Array | None = None
+    # [batch_size, 0] (no bytes): the shape says how many examples the lookup
+    # served, so that the update checks its gradient's rows when it is traced,
+    # on one device or split over a mesh. None: not checked.
+    examples: jax.Array | None = None
+
+
+def examples_of(batch_size: int) -> jax.Array:
+    """`Residuals.examples` for a batch of `batch_size` examples."""
+    return jnp.zeros((batch_size, 0), jnp.float32)
 
 
 def with_l1_mode(optimizer: Any, l1_mode: str) -> Any:

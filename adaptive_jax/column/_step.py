@@ -30,6 +30,9 @@ class StepOptions:
         members, or one), the salt XOR-ed into its keys (0 for a plain column):
         migration "fitted" measures its share per feature, and picks its
         control ids by their unsalted keys, as it would in a column apart.
+      inserts: False for an evaluation: the lookup admits and inserts
+        nothing, so an id without a row reads its bucket (or
+        `no_permission_value`), as it does in a serving export.
     """
 
     combiner: str = "mean"
@@ -39,6 +42,7 @@ class StepOptions:
     admission: Any = None
     no_permission_value: float = 0.0
     feature_salts: tuple[int, ...] = (0,)
+    inserts: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

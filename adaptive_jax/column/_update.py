@@ -3,7 +3,9 @@ to the sparse optimizer of each store.
 
 The static table trains on the entries its buckets served (under `shard_map`,
 those of every device, gathered, or, split by rows, its own buckets'); the
-dynamic rows on theirs. O(ids x dim): no dense gradient of a table.
+dynamic rows on theirs. O(ids x dim): no dense gradient of a table. A row whose
+update is not finite is left as it was and counted in the statistics'
+`nonfinite_rows` (`optim.sparse_update`): a table never holds a NaN or inf.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import jax.numpy as jnp
 
 from adaptive_jax import _numerics
 from adaptive_jax import table as table_lib
-from adaptive_jax.column import _exchange, combiners, static_split
+from adaptive_jax.column import _exchange, combiners, static_split, statistics
 from adaptive_jax.column import ev as ev_lib
 from adaptive_jax.column._state import ColumnState, Residuals, StaticTable
 from adaptive_jax.column._step import ONE_DEVICE, Placement, StepOptions
-from adaptive_jax.optim import apply_sparse
+from adaptive_jax.optim import sparse_update, sparse_update_split
 
 
 def apply_gradients(
@@ -41,7 +43,8 @@ def apply_gradients(
         replica, or, split by rows, their owners (see `update_static`).
 
     Returns:
-      The state, its `step` (and the dynamic table's) one further.
+      The state, its `step` (and the dynamic table's) one further; rows whose
+      update was not finite kept as they were, and counted.
 
     Note: XLA updates the tables in place when the gradient depends on the
     embeddings, as with any model. With a loss linear in the embeddings (whose
@@ -49,19 +52,58 @@ def apply_gradients(
     before this update's writes, and XLA copies the table to be safe.
     """
     grads = combiners.entry_gradients(d_embeddings, residuals.segments, residuals.scale)
+    one_device = placement.axis_name is None and not placement.split_static
+    if one_device and state.static is not None and state.dynamic is not None:
+        state = _apply_both(state, residuals, grads, options)
+        return state.replace(step=_numerics.saturating_add(state.step, jnp.int32(1)))
     state = update_static(
         state, residuals.static_rows, grads, options.static_optimizer, placement
     )
     if state.dynamic is not None:
-        dynamic = apply_dynamic(
+        dynamic, skipped = apply_dynamic(
             state.dynamic,
             residuals.dynamic_rows,
             grads,
             options.dynamic_optimizer,
             state.step,
         )
-        state = state.replace(dynamic=dynamic)
+        stats = statistics.record_nonfinite(state.stats, skipped)
+        state = state.replace(dynamic=dynamic, stats=stats)
     return state.replace(step=_numerics.saturating_add(state.step, jnp.int32(1)))
+
+
+def _apply_both(
+    state: ColumnState, residuals: Residuals, grads: jax.Array, options: StepOptions
+) -> ColumnState:
+    """`apply_static` and `apply_dynamic` in one pass over the entries: each
+    entry trains its bucket or its row (`optim.sparse_update_split`); rows
+    whose update is not finite are kept and counted, as theirs."""
+    static, dynamic = state.static, state.dynamic
+    ((values, slots), (rows, row_slots)), skipped = sparse_update_split(
+        (
+            (
+                options.static_optimizer,
+                static.values,
+                static.slots,
+                residuals.static_rows,
+            ),
+            (
+                options.dynamic_optimizer,
+                dynamic.values,
+                dynamic.slots,
+                residuals.dynamic_rows,
+            ),
+        ),
+        grads.astype(static.values.dtype),
+        count=state.step,
+    )
+    last_step = static.last_step.at[residuals.static_rows].set(state.step, mode="drop")
+    table = table_lib.advance_step(dynamic.table)
+    return state.replace(
+        static=StaticTable(values, slots, last_step),
+        dynamic=dynamic.replace(table=table, values=rows, slots=row_slots),
+        stats=statistics.record_nonfinite(state.stats, skipped),
+    )
 
 
 def update_static(
@@ -82,7 +124,7 @@ def update_static(
         return state
     static, axis_name = state.static, placement.axis_name
     if placement.split_static:
-        static = static_split.update(
+        static, skipped = static_split.update(
             static,
             rows,
             grads,
@@ -92,13 +134,15 @@ def update_static(
             axis_name=axis_name,
             limit=placement.split_limit,
         )
-        return state.replace(static=static)
-    if axis_name is not None:
+        stats = statistics.record_nonfinite(state.stats, skipped, axis_name)
+        return state.replace(static=static, stats=stats)
+    if axis_name is not None:  # every replica applies every device's entries
         rows, grads = _gathered(
             rows, grads, static.values.shape[0], axis_name, placement.static_limit
         )
-    static = apply_static(static, rows, grads, optimizer, state.step)
-    return state.replace(static=static)
+    static, skipped = apply_static(static, rows, grads, optimizer, state.step)
+    stats = statistics.record_nonfinite(state.stats, skipped)
+    return state.replace(static=static, stats=stats)
 
 
 def _gathered(
@@ -146,10 +190,11 @@ def _sparse_step(
     rows: jax.Array,
     grads: jax.Array,
     step: jax.Array,
-) -> tuple[jax.Array, Any]:
-    """The optimizer's sparse step on `rows` of a table's values and slots."""
+) -> tuple[jax.Array, Any, jax.Array]:
+    """The optimizer's sparse step on `rows` of a table's values and slots, and
+    the rows it left as they were (their update not finite)."""
     grads = grads.astype(values.dtype)
-    return apply_sparse(optimizer, values, slots, rows, grads, count=step)
+    return sparse_update(optimizer, values, slots, rows, grads, count=step)
 
 
 def apply_static(
@@ -158,13 +203,14 @@ def apply_static(
     grads: jax.Array,
     optimizer: Any,
     step: jax.Array,
-) -> StaticTable:
-    """The sparse update of the buckets `rows` (num_buckets: none) by `grads`."""
-    values, slots = _sparse_step(
+) -> tuple[StaticTable, jax.Array]:
+    """The sparse update of the buckets `rows` (num_buckets: none) by `grads`,
+    and `[] int32` the buckets left as they were (their update not finite)."""
+    values, slots, skipped = _sparse_step(
         optimizer, static.values, static.slots, rows, grads, step
     )
     last_step = static.last_step.at[rows].set(step, mode="drop")
-    return StaticTable(values, slots, last_step)
+    return StaticTable(values, slots, last_step), skipped
 
 
 def apply_dynamic(
@@ -173,11 +219,12 @@ def apply_dynamic(
     grads: jax.Array,
     optimizer: Any,
     step: jax.Array,
-) -> ev_lib.EmbeddingVariable:
+) -> tuple[ev_lib.EmbeddingVariable, jax.Array]:
     """The sparse update of the dynamic `rows` (capacity: none) by `grads`; the
-    table's step moves on."""
-    values, slots = _sparse_step(
+    table's step moves on. Also `[] int32`, the rows left as they were (their
+    update not finite)."""
+    values, slots, skipped = _sparse_step(
         optimizer, dynamic.values, dynamic.slots, rows, grads, step
     )
     table = table_lib.advance_step(dynamic.table)
-    return dynamic.replace(table=table, values=values, slots=slots)
+    return dynamic.replace(table=table, values=values, slots=slots), skipped

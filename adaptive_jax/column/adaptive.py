@@ -48,6 +48,7 @@ from adaptive_jax.column._share import ShareEvidence as ShareEvidence
 from adaptive_jax.column._state import ColumnState as ColumnState
 from adaptive_jax.column._state import Residuals as Residuals
 from adaptive_jax.column._state import StaticTable as StaticTable
+from adaptive_jax.column._state import examples_of as examples_of
 from adaptive_jax.column._state import with_l1_mode as with_l1_mode
 from adaptive_jax.column._step import ONE_DEVICE as ONE_DEVICE
 from adaptive_jax.column._step import Placement as Placement
@@ -67,6 +68,7 @@ class DynamicLookup(NamedTuple):
     trained: jax.Array  # [n] bool, its gradient trains that row
     read: jax.Array  # [n] bool, it reads that row
     refused: jax.Array  # [n] bool, the admission filter kept it out
+    new: jax.Array  # [n] bool, its key got its row in this lookup
 
 
 def dynamic_lookup(
@@ -83,6 +85,7 @@ def dynamic_lookup(
     migration: str,
     admission: Any,
     weights: jax.Array | None = None,
+    inserts: bool = True,
 ) -> tuple[ev_lib.EmbeddingVariable, _sketch.Sketch | None, DynamicLookup]:
     """The dynamic table's part of a lookup: admit, insert (migrate), find rows.
 
@@ -99,11 +102,18 @@ def dynamic_lookup(
       weights: `[n] int32`, the occurrences each entry stands for in the
         counts (1 if None): an entry for the repeats of its key on a device,
         merged before the exchange.
+      inserts: False finds rows only (an evaluation): no admission, no
+        insertion, nothing counted.
 
     Returns:
       `(dynamic, sketch, DynamicLookup)`.
     """
     found = table_lib.find(dynamic.table, keys)
+    if not inserts:
+        trained = routed & (found.rows >= 0)
+        nothing = jnp.zeros_like(routed)
+        rows = jnp.where(trained, found.rows, table_lib.EMPTY)
+        return dynamic, sketch, DynamicLookup(rows, trained, trained, nothing, nothing)
     absent = routed & (found.rows < 0)
     insert, freq, refused = absent, None, jnp.zeros_like(routed)
     if admission is not None:
@@ -133,7 +143,7 @@ def dynamic_lookup(
     read = trained
     if static is None and admission is not None:
         read = trained & ~new  # admitted now: not yet read
-    return dynamic, sketch, DynamicLookup(rows, trained, read, refused)
+    return dynamic, sketch, DynamicLookup(rows, trained, read, refused, new)
 
 
 def dynamic_read(
@@ -164,6 +174,7 @@ def dynamic_read(
         migration=options.migration,
         admission=options.admission if by_policy else None,
         weights=weights,
+        inserts=options.inserts,
     )
     values = ev_lib.gather(dynamic, jnp.where(found.read, found.rows, dynamic.capacity))
     return dynamic, sketch, found, values
@@ -288,7 +299,8 @@ def lookup(
             limit=placement.split_limit,
         )
         starts, buckets = bucket_view(state, bucket_values, bucket_slots)
-    fitted = state.share is not None and state.dynamic is not None
+    # An eval inserts nothing: no promoted row to start, no evidence to record.
+    fitted = state.share is not None and state.dynamic is not None and options.inserts
     if fitted:
         whole, starts, buckets = _migration.fitted_view(
             state, inputs, options.feature_salts, bucket_values
@@ -324,8 +336,14 @@ def lookup(
             options.feature_salts,
             dynamic_values,
             whole,
-            found.read,
+            found,
             placement.axis_name,
         )
-    residuals = Residuals(static_rows, dynamic_rows, inputs.ids.row_ids, scale)
+    residuals = Residuals(
+        static_rows,
+        dynamic_rows,
+        inputs.ids.row_ids,
+        scale,
+        examples=examples_of(inputs.ids.batch_size),
+    )
     return embeddings, state, residuals

@@ -3,8 +3,9 @@
 As TensorFlow's `embedding_lookup_sparse`, with per-id weights `w` (1 without):
 `sum`: sum of w * e; `mean`: that over sum of w; `sqrtn`: over sqrt(sum of w**2).
 Any number of ids per example; an example without ids (or whose weights sum to
-0) gets zeros. Each id's contribution is a scale times its embedding, so the
-gradient of an id's embedding is its scale times the gradient of its example's.
+0) gets zeros, and a batch of no examples a `[0, dim]` embedding. Each id's
+contribution is a scale times its embedding, so the gradient of an id's
+embedding is its scale times the gradient of its example's.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def scales(
     """
     ones = jnp.ones(segments.shape, jnp.float32)
     w = jnp.where(valid, ones if weights is None else weights.astype(jnp.float32), 0.0)
-    if combiner == "sum":
+    if combiner == "sum" or num_segments == 0:  # no examples: no id is valid
         return w
     squares = w * w if combiner == "sqrtn" else w
     total = jax.ops.segment_sum(squares, segments, num_segments)
@@ -66,5 +67,7 @@ def entry_gradients(
     d_combined: jax.Array, segments: jax.Array, scale: jax.Array
 ) -> jax.Array:
     """`[n, dim]`: the gradient of each id's embedding, from its example's."""
+    if d_combined.shape[0] == 0:  # no examples: nothing to train
+        return jnp.zeros(segments.shape + d_combined.shape[1:], d_combined.dtype)
     gathered = d_combined.at[segments].get(mode="fill", fill_value=0.0)
     return gathered * scale[:, None].astype(d_combined.dtype)

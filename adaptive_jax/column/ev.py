@@ -19,9 +19,6 @@ from flax import struct
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
 from adaptive_jax.optim import set_rows
-from adaptive_jax.table import _chunks
-
-_CHUNKS = 16  # new keys go through chunks of 1/16 of the batch
 
 
 @struct.dataclass
@@ -81,10 +78,11 @@ def lookup_or_insert(
       keys: `[n]` ids.
       insert: `[n] bool`, whether an absent key may get a row.
       valid: `[n] bool`; False entries touch nothing.
-      starting_rows: given `[c] int32` indices of entries whose key was
-        inserted now (in range), returns their starting `[c, dim]` values and
-        slots (a slots tuple of `[c, dim]`); repeats of a key must agree. Called
-        on chunks of the new entries only, so that it costs nothing when no key
+      starting_rows: given `[c] int32` indices of entries (in range),
+        returns their starting `[c, dim]` values and slots (a slots tuple of
+        `[c, dim]`), kept for the entries whose key was inserted now; repeats
+        of a key must agree. Called in the insertion's loop, on its chunks of
+        the entries that asked for a row, so that it costs nothing when no key
         is new.
 
     Returns:
@@ -113,24 +111,25 @@ def insert_absent(
     Returns:
       `(variable, rows, new)`, flat; `new` True for entries inserted now.
     """
-    table, rows, new = table_lib.insert_absent(
-        variable.table, found, insert, valid=valid, weights=weights
-    )
-    n = rows.shape[0]
+    capacity, n = variable.capacity, found.rows.shape[0]
 
-    def start_rows(state, entries, offset):
-        del offset
+    def start_rows(state, entries, rows):
         values, slots = state
         entry = jnp.minimum(entries, n - 1)
-        at = jnp.where(entries < n, rows[entry], variable.capacity)
+        at = jnp.where(rows >= 0, rows, capacity)
         new_values, new_slots = starting_rows(entry)
         values = values.at[at].set(new_values.astype(values.dtype), mode="drop")
         return values, set_rows(slots, at, new_slots)
 
-    values, slots = variable.values, variable.slots
-    if n:
-        chunk = -(-n // _CHUNKS)
-        values, slots = _chunks.for_each_chunk(new, chunk, start_rows, (values, slots))
+    table, rows, new, (values, slots) = table_lib.insert_absent_with(
+        variable.table,
+        found,
+        insert,
+        valid=valid,
+        weights=weights,
+        carry=(variable.values, variable.slots),
+        on_rows=start_rows,
+    )
     return variable.replace(table=table, values=values, slots=slots), rows, new
 
 

@@ -97,7 +97,7 @@ def routes(
     return Routes(slot, send & ~fits)
 
 
-_TRAINED, _READ, _REFUSED = 1, 2, 4  # the flags of an entry, sent back
+_TRAINED, _READ, _REFUSED, _NEW = 1, 2, 4, 8  # the flags of an entry, sent back
 
 
 def lookup(
@@ -192,6 +192,7 @@ def lookup(
             jnp.where(found.trained, _TRAINED, 0)
             | jnp.where(found.read, _READ, 0)
             | jnp.where(found.refused, _REFUSED, 0)
+            | jnp.where(found.new, _NEW, 0)
         ).astype(jnp.int8)
         rows = jnp.where(found.trained, found.rows, dynamic.capacity)
         return dynamic, sketch, values, flags, rows
@@ -208,6 +209,7 @@ def lookup(
         trained=(flags & _TRAINED) != 0,
         read=(flags & _READ) != 0,
         refused=(flags & _REFUSED) != 0,
+        new=(flags & _NEW) != 0,
     )
     embeddings, state, static_rows, scale = adaptive.serve(
         state,
@@ -222,7 +224,7 @@ def lookup(
     )
     if fitted:
         state = _migration.record_fitted(
-            state, inputs, options.feature_salts, values, whole, found.read, axis_name
+            state, inputs, options.feature_salts, values, whole, found, axis_name
         )
     residuals = adaptive.Residuals(
         static_rows,
@@ -230,6 +232,7 @@ def lookup(
         batch.row_ids,
         scale,
         exchange_slots=jnp.where(found.trained, slot, size),
+        examples=adaptive.examples_of(batch.batch_size),
     )
     return embeddings, state, residuals
 
@@ -256,13 +259,14 @@ def apply_gradients(
         adaptive.apply_dynamic, optimizer=options.dynamic_optimizer, step=state.step
     )
     with jax.named_scope("aj.partitions"):
-        dynamic = each_partition(update)(
+        dynamic, skipped = each_partition(update)(
             state.dynamic,
             residuals.dynamic_rows,
             _exchange.to_owners(sent, here, axis_name),
         )
+    stats = statistics.record_nonfinite(state.stats, jnp.sum(skipped), axis_name)
     step = _numerics.saturating_add(state.step, jnp.int32(1))
-    return state.replace(dynamic=dynamic, step=step)
+    return state.replace(dynamic=dynamic, stats=stats, step=step)
 
 
 def evict(

@@ -215,7 +215,10 @@ def column_ids(
                 int(np.asarray(batch.dense_shape)[1]),
             )
         )
-    return _merged(parts, batch_size, num_fields, dtype, size, key), batch_size
+    merged = _merged(parts, batch_size, num_fields, dtype, size, key)
+    buckets = [m.hash_bucket_size for m in members]
+    total = None if None in buckets else sum(buckets)
+    return merged.replace(hash_bucket_size=total), batch_size
 
 
 def _merged(

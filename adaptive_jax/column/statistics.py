@@ -5,8 +5,9 @@ counters (O(1) beyond the step's own work), and `summary` reads them with no pas
 over the table, cheap enough to log every step: live rows, capacity, load, the
 lookups each store served in the last step and in total, promotions into the
 dynamic table, admissions the filter refused, overflows (ids a full table turned
-away to their buckets), evictions by reason and the mean age at eviction, and the
-number of distinct ids seen (a HyperLogLog of 4,096 registers, standard error 1.6%).
+away to their buckets), evictions by reason and the mean age at eviction, the
+number of distinct ids seen (a HyperLogLog of 4,096 registers, standard error
+1.6%), and the table rows whose update was skipped because it was not finite.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class ColumnStats:
       split_overflows: `[] int32`, distinct buckets of a static table split by
         rows that did not fit their exchange buffers, so that their step took
         the buffers of every entry (nothing lost; saturating).
+      nonfinite_rows: `[] int32`, table rows (buckets or dynamic rows) whose
+        update was not finite (a NaN or inf gradient, or an overflow) and was
+        skipped: the row kept its value and slots (saturating).
     """
 
     last_served: jax.Array
@@ -58,6 +62,7 @@ class ColumnStats:
     distinct: jax.Array
     exchange_overflows: jax.Array
     split_overflows: jax.Array
+    nonfinite_rows: jax.Array
 
     @classmethod
     def create(cls) -> ColumnStats:
@@ -70,6 +75,7 @@ class ColumnStats:
             distinct=jnp.zeros((2**HLL_BITS,), jnp.int32),
             exchange_overflows=jnp.zeros([], jnp.int32),
             split_overflows=jnp.zeros([], jnp.int32),
+            nonfinite_rows=jnp.zeros([], jnp.int32),
         )
 
 
@@ -144,6 +150,18 @@ def record_lookup(
     )
 
 
+def record_nonfinite(
+    stats: ColumnStats, rows: jax.Array, axis_name: str | None = None
+) -> ColumnStats:
+    """Counts table rows whose update was skipped, not being finite; under
+    `shard_map`, `axis_name` sums the devices' (each updated rows of its own)."""
+    if axis_name is not None:
+        rows = jax.lax.psum(rows, axis_name)
+    return stats.replace(
+        nonfinite_rows=_numerics.saturating_add(stats.nonfinite_rows, rows)
+    )
+
+
 def record_evictions(
     stats: ColumnStats, counts: dict[str, jax.Array], age_sum: jax.Array
 ) -> ColumnStats:
@@ -166,11 +184,12 @@ def summary(state) -> dict[str, int | float]:
     with a dynamic table; `served_<store>_last` and `served_<store>_total` for
     each of `STORES`; `refused_admissions`; `evicted_<reason>` for each of
     `REASONS`; `mean_age_at_eviction` (in steps); `distinct_ids`;
-    `exchange_overflows`; `split_overflows`; with migration "fitted",
+    `exchange_overflows`; `split_overflows`; `nonfinite_rows` (table rows whose
+    update was not finite, skipped); with migration "fitted",
     `migration_share` and `migration_evidence`, per feature (a stacked column's
     members in order): the share of its bucket a promoted row starts from, and
-    the control entries it was measured on. A partitioned table's figures are
-    its partitions' sums.
+    the control ids it was measured on (promoted so far). A partitioned
+    table's figures are its partitions' sums.
     """
     stats, dynamic = jax.device_get((state.stats, state.dynamic))
     out: dict[str, int | float] = {}
@@ -196,8 +215,9 @@ def summary(state) -> dict[str, int | float]:
     out["distinct_ids"] = round(distinct_ids(stats.distinct))
     out["exchange_overflows"] = int(stats.exchange_overflows)
     out["split_overflows"] = int(stats.split_overflows)
+    out["nonfinite_rows"] = int(stats.nonfinite_rows)
     share = getattr(state, "share", None)
     if share is not None:
         out["migration_share"] = tuple(float(x) for x in _share.shares(share))
-        out["migration_evidence"] = tuple(int(x) for x in np.asarray(share.sums)[:, 2])
+        out["migration_evidence"] = tuple(int(x) for x in np.asarray(share.sums)[:, 3])
     return out

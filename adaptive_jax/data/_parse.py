@@ -5,7 +5,10 @@ Python's `str.split` on each line, then numpy's conversions, runs at about
 each field becomes a (start, length) pair, and the integers are read digit by
 digit and the categorical values cut out as fixed-width byte strings, all as
 array operations: a few times faster. A line that does not parse is left out
-of the batch and reported with the reason; the other lines are kept.
+of the batch and reported with the reason; the other lines are kept. A NUL
+byte (`\\x00`) in a line makes it one that does not parse: numpy's fixed-width
+strings would drop it at a value's end (`ab\\x00` read as the id `ab`), and no
+Criteo value holds one.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def parse(
       >>> parse(line.replace("a1", "zz", 1).encode() + b"\\n")[2]
       [(0, "C1 'zz' is not hexadecimal (kept)")]
     """
+    size = len(chunk)
     chunk += _PADDING
     buf = np.frombuffer(chunk, np.uint8)
     lines, field_starts, lengths, problems = _split(buf)
@@ -55,9 +59,14 @@ def parse(
     label_ok = (lengths[:, 0] == 1) & (label >= ZERO) & (label <= ZERO + 1)
     integers = slice(_FIRST_INTEGER, _FIRST_CATEGORY)
     dense, integer_ok = _integers(buf, field_starts[:, integers], lengths[:, integers])
+    nul = _nul_fields(buf[:size], field_starts, lengths)
     good = label_ok & integer_ok.all(axis=1)
+    good[list(nul)] = False
     for row in np.flatnonzero(~good):
-        if label_ok[row]:
+        if row in nul:
+            field = nul[row]
+            what, reason = _field_name(field), "holds a NUL byte"
+        elif label_ok[row]:
             column = int(np.argmin(integer_ok[row]))
             field, what = _FIRST_INTEGER + column, _batch.INTEGER_COLUMNS[column]
             reason = "is not an integer"
@@ -79,6 +88,32 @@ def parse(
         },
     )
     return batch, sorted(problems), notes
+
+
+def _field_name(field: int) -> str:
+    """The name of field `field` of a line: the label, I1..I13, C1..C26."""
+    if field == 0:
+        return "label"
+    if field < _FIRST_CATEGORY:
+        return _batch.INTEGER_COLUMNS[field - _FIRST_INTEGER]
+    return _batch.CATEGORICAL_COLUMNS[field - _FIRST_CATEGORY]
+
+
+def _nul_fields(
+    buf: np.ndarray, field_starts: np.ndarray, lengths: np.ndarray
+) -> dict[int, int]:
+    """The rows (of the lines that have their fields) holding a NUL byte, each
+    with its first such field."""
+    found: dict[int, int] = {}
+    if not len(field_starts):
+        return found
+    ends = field_starts[:, -1] + lengths[:, -1]
+    for position in np.flatnonzero(buf == 0).tolist():
+        row = int(np.searchsorted(field_starts[:, 0], position, side="right")) - 1
+        if row >= 0 and position < ends[row] and row not in found:
+            starts = field_starts[row]
+            found[row] = int(np.searchsorted(starts, position, side="right")) - 1
+    return found
 
 
 def _not_hexadecimal(strings: np.ndarray, lines: np.ndarray) -> list[tuple[int, str]]:

@@ -7,7 +7,9 @@ One example per line, tab-separated: a 0/1 label, 13 integer features
 or many files, or directories of them, a chunk of lines at a time, so that
 memory stays bounded whatever their size, and yields `Batch`es of a fixed
 size. A malformed line is skipped, counted and reported with a warning that
-names its file and line; the lines around it are read.
+names its file and line; the lines around it are read. A line holding a NUL
+byte is malformed: no Criteo value holds one, and a value such as `ab\\x00`
+must not be read as the id `ab`.
 
 Example:
 

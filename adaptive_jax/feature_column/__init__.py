@@ -12,7 +12,11 @@ Columns, with DeepRec's names (frozen dataclasses: hashable, so static under jit
 It may import every layer below it (`ids`, `table`, `optim`, `column`); the
 modules: `_specs` (the columns), `_prepare` (raw features to ids, on the
 host), `_layer` (state, lookup, update), `_upkeep` (eviction, statistics),
-`_find` (the tables wherever a Flax model holds them).
+`_checks` (a state against its columns, a gradient against its residuals:
+the errors at this face's edges), `_sizing` (columns sized from a byte
+budget and a survey of the data: `size_columns`), `_footprint` (their bytes
+in training and export, from `init_state`'s shapes), `_find` (the tables
+wherever a Flax model holds them).
 
 The input layer is functional, state in and state out, and split so that the
 step can be jitted: `prepare` turns raw features into `ColumnIds` on the host
@@ -38,10 +42,19 @@ Example (the seed program: `examples/seed_example.py`):
   >>> state = fc.apply_gradients(state, residuals, 2 * jax.numpy.ones((2, 3)), [W], opt)
 """
 
+from adaptive_jax.feature_column._checks import check_state as check_state
+from adaptive_jax.feature_column._footprint import (
+    export_bytes_bound as export_bytes_bound,
+)
+from adaptive_jax.feature_column._footprint import state_bytes as state_bytes
 from adaptive_jax.feature_column._layer import apply_gradients as apply_gradients
 from adaptive_jax.feature_column._layer import init_state as init_state
 from adaptive_jax.feature_column._layer import input_layer as input_layer
 from adaptive_jax.feature_column._prepare import prepare as prepare
+from adaptive_jax.feature_column._sizing import BUDGETS as BUDGETS
+from adaptive_jax.feature_column._sizing import ColumnSize as ColumnSize
+from adaptive_jax.feature_column._sizing import Sizing as Sizing
+from adaptive_jax.feature_column._sizing import size_columns as size_columns
 from adaptive_jax.feature_column._specs import DEFAULT_EV_OPTION as DEFAULT_EV_OPTION
 from adaptive_jax.feature_column._specs import DTYPES as DTYPES
 from adaptive_jax.feature_column._specs import CategoricalColumn as CategoricalColumn
@@ -64,22 +77,29 @@ from adaptive_jax.feature_column._upkeep import maybe_evict as maybe_evict
 from adaptive_jax.feature_column._upkeep import summary as summary
 
 __all__ = (
+    "BUDGETS",
     "CategoricalColumn",
+    "ColumnSize",
     "DEFAULT_EV_OPTION",
     "DTYPES",
     "EmbeddingColumn",
+    "Sizing",
     "apply_gradients",
     "categorical_column_with_adaptive_embedding",
     "categorical_column_with_embedding",
     "categorical_column_with_hash_bucket",
+    "check_state",
     "counts",
     "embedding_column",
     "evict",
+    "export_bytes_bound",
     "init_state",
     "input_layer",
     "maybe_evict",
     "ordered",
     "prepare",
+    "size_columns",
     "stacked_column",
+    "state_bytes",
     "summary",
 )

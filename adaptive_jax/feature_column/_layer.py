@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import checkify
 
 from adaptive_jax import optim
 from adaptive_jax.column import (
@@ -27,12 +28,15 @@ from adaptive_jax.column import (
     statistics,
 )
 from adaptive_jax.column import ev as ev_lib
+from adaptive_jax.feature_column import _checks
 from adaptive_jax.feature_column._prepare import prepare
 from adaptive_jax.feature_column._specs import EmbeddingColumn, ordered
 from adaptive_jax.table import _sketch
 
 
-def _step_options(column: EmbeddingColumn, optimizer: Any) -> adaptive.StepOptions:
+def _step_options(
+    column: EmbeddingColumn, optimizer: Any, training: bool = True
+) -> adaptive.StepOptions:
     """What the column's lookup and update need of it and of the optimizer."""
     static_spec, dynamic_spec = optimizers(column, optimizer)
     categorical = column.categorical_column
@@ -51,6 +55,7 @@ def _step_options(column: EmbeddingColumn, optimizer: Any) -> adaptive.StepOptio
             if categorical.members is None
             else tuple(int(stacking.salt(m.key)) for m in categorical.members)
         ),
+        inserts=training,
     )
 
 
@@ -121,8 +126,9 @@ def init_state(
             capacity = -(-option.capacity // parts)  # rows of each partition
             dynamic = ev_lib.EmbeddingVariable.create(capacity, dim, dynamic_spec)
             if option.filter_option is not None:
-                shape = option.filter_option.sketch_shape(capacity, parts)
-                sketch = _sketch.Sketch.create(*shape)
+                admission = option.filter_option
+                shape = admission.sketch_shape(capacity, parts)
+                sketch = _sketch.Sketch.create(*shape, admission.counter_dtype)
             if categorical.partition_num is not None:
                 dynamic = partitioned.stacked(dynamic, parts)
                 sketch = partitioned.stacked(sketch, parts)
@@ -160,6 +166,7 @@ def input_layer(
     optimizer: Any,
     adaptive_mask_tensors: Mapping[str, Any] | None = None,
     layout: Any = None,
+    training: bool = True,
 ) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
     """The embeddings of the columns, concatenated: `[batch, sum of dimensions]`.
 
@@ -178,14 +185,38 @@ def input_layer(
       adaptive_mask_tensors: with raw features, the routing masks.
       layout: a `sharding.Layout` to run over a device mesh (the features from
         `sharding.prepare`, the state from `Layout.place`), or None.
+      training: False for an evaluation: nothing is admitted or inserted, an
+        id without a row reads its bucket, as a serving export serves it
+        (the result does not depend on which ids share the batch).
 
     Returns:
       `(embeddings, state, residuals)`.
+
+    Raises:
+      ValueError: a state not made for these columns and optimizer (another
+        number of buckets, dimension, capacity, partitions, admission filter
+        or optimizer), features prepared for other columns, raw features
+        traced inside jit, or bad raw features (see `prepare`); each names the
+        column, before any state changes. An empty batch (0 examples) is a
+        valid step: `[0, width]` embeddings, nothing inserted.
     """
+    if not isinstance(training, bool):
+        raise ValueError(
+            f"input_layer: training must be True (a training lookup, which inserts "
+            f"rows) or False (an eval, which inserts nothing), got {training!r}"
+        )
     columns = tuple(ordered(feature_columns))
     if layout is not None:
         layout.check(columns)
-    if not all(isinstance(features.get(c.name), adaptive.ColumnIds) for c in columns):
+    _checks.check_state(state, columns, optimizer)
+    prepared = _checks.check_features(features, columns, state)
+    if prepared and adaptive_mask_tensors is not None:
+        raise ValueError(
+            "input_layer: adaptive_mask_tensors routes raw features; these are "
+            "prepared already, with the masks fc.prepare was given: pass the "
+            "masks to fc.prepare instead"
+        )
+    if not prepared:
         if layout is not None:
             raise ValueError(
                 "input_layer with a layout takes features from sharding.prepare"
@@ -195,11 +226,18 @@ def input_layer(
         )
     features = {c.name: features[c.name] for c in columns}
     return _input_layer(
-        features, dict(state), columns=columns, optimizer=optimizer, layout=layout
+        features,
+        dict(state),
+        columns=columns,
+        optimizer=optimizer,
+        layout=layout,
+        training=training,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("columns", "optimizer", "layout"))
+@functools.partial(
+    jax.jit, static_argnames=("columns", "optimizer", "layout", "training")
+)
 def _input_layer(
     features: dict[str, adaptive.ColumnIds],
     state: dict[str, adaptive.ColumnState],
@@ -207,6 +245,7 @@ def _input_layer(
     columns: tuple[EmbeddingColumn, ...],
     optimizer: Any,
     layout: Any,
+    training: bool,
 ) -> tuple[jax.Array, dict[str, adaptive.ColumnState], dict[str, adaptive.Residuals]]:
     """`input_layer` on prepared features; jitted, so that it runs fast eagerly too."""
 
@@ -214,7 +253,7 @@ def _input_layer(
         outputs, residuals = [], {}
         for column in columns:
             categorical, name = column.categorical_column, column.name
-            options = _step_options(column, optimizer)
+            options = _step_options(column, optimizer, training)
             placement = _placement(layout, name, axis_name)
             inputs = stacking.step_buckets(
                 features[name], categorical.hash_bucket_size, categorical.members
@@ -247,6 +286,7 @@ def apply_gradients(
     optimizer: Any,
     *,
     layout: Any = None,
+    nonfinite: str = "skip",
 ) -> dict[str, adaptive.ColumnState]:
     """Sparse optimizer steps from the gradient of `input_layer`'s output. Jittable.
 
@@ -257,21 +297,53 @@ def apply_gradients(
       feature_columns: the columns given to `input_layer`.
       optimizer: the optimizer of the tables.
       layout: the `sharding.Layout` given to `input_layer`, or None.
+      nonfinite: what a table row whose update is not finite (a NaN or inf
+        gradient, or an overflow) does. "skip" (the default): it keeps its
+        value and slots, and the statistics count it (`summary`'s
+        `nonfinite_rows`), so a table never holds a NaN or inf. "raise": the
+        same, and then a `checkify` error naming the column; eagerly it
+        raises (`JaxRuntimeError`) and returns no state; inside a jitted step,
+        run the step under `checkify.checkify` and `err.throw()` (for debug
+        runs: it adds a check to every step).
+
+    Returns:
+      The state, each column's step one further. An empty batch (0 examples)
+      changes only the steps.
+
+    Raises:
+      ValueError: before any state changes, naming the column: a gradient not
+        `[batch, sum of widths]` of the batch's rows, or not floating;
+        residuals of other columns; a state not made for these columns and
+        optimizer.
     """
     columns = tuple(ordered(feature_columns))
-    total = sum(c.width for c in columns)
-    if d_embeddings.shape[-1] != total:
-        raise ValueError(
-            f"d_embeddings has {d_embeddings.shape[-1]} columns, the embeddings {total}"
+    _checks.check_nonfinite(nonfinite)
+    _checks.check_gradients(d_embeddings, residuals, columns)
+    _checks.check_state(state, columns, optimizer)
+    args = (dict(state), dict(residuals), d_embeddings)
+    options = dict(columns=columns, optimizer=optimizer, layout=layout)
+    if nonfinite == "skip":
+        return _apply_gradients(*args, **options)
+    error, new = checkify.checkify(_raising)(*args, **options)
+    checkify.check_error(error)
+    return new
+
+
+def _raising(state, residuals, d_embeddings, **options) -> dict:
+    """`_apply_gradients`, then a `checkify` check per column that no row's
+    update was skipped as not finite."""
+    new = _apply_gradients(state, residuals, d_embeddings, **options)
+    for column in options["columns"]:
+        before = state[column.name].stats.nonfinite_rows
+        skipped = new[column.name].stats.nonfinite_rows - before
+        checkify.check(
+            skipped == 0,
+            f"column '{column.categorical_column.key}': {{rows}} table rows got an "
+            "update that was not finite (a NaN or inf gradient, or an overflow) "
+            "and kept their values",
+            rows=skipped,
         )
-    return _apply_gradients(
-        dict(state),
-        dict(residuals),
-        d_embeddings,
-        columns=columns,
-        optimizer=optimizer,
-        layout=layout,
-    )
+    return new
 
 
 @functools.partial(jax.jit, static_argnames=("columns", "optimizer", "layout"))

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from adaptive_jax import _numerics
 from adaptive_jax import table as table_lib
 from adaptive_jax.column import adaptive, combiners, stacking
 from adaptive_jax.column.options import EmbeddingVariableOption
@@ -34,7 +35,16 @@ def _dtype_name(dtype: Any, key: str) -> str:
     return name
 
 
-def _check_buckets(hash_bucket_size: int, key: str) -> None:
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(
+            f"a column's key must be a non-empty str (its feature's name), got {key!r}"
+        )
+
+
+def _check_buckets(hash_bucket_size: int, key: str) -> int:
+    """The number of buckets as an int (a NumPy integer taken), checked."""
+    hash_bucket_size = _numerics.python_int(hash_bucket_size)
     if isinstance(hash_bucket_size, bool) or not isinstance(hash_bucket_size, int):
         raise ValueError(
             f"column '{key}': hash_bucket_size must be an int, got {hash_bucket_size!r}"
@@ -44,11 +54,14 @@ def _check_buckets(hash_bucket_size: int, key: str) -> None:
             f"column '{key}': hash_bucket_size must be in [1, 2**31 - 1], got "
             f"{hash_bucket_size}"
         )
+    return hash_bucket_size
 
 
-def _check_partitions(partition_num: int | None, key: str) -> None:
+def _check_partitions(partition_num: int | None, key: str) -> int | None:
+    """The number of partitions as an int or None (a NumPy integer taken)."""
+    partition_num = _numerics.python_int(partition_num)
     if partition_num is None:
-        return
+        return None
     limit = _device_hash.VIRTUAL_BUCKETS
     if (
         isinstance(partition_num, bool)
@@ -59,6 +72,7 @@ def _check_partitions(partition_num: int | None, key: str) -> None:
             f"column '{key}': partition_num must be None or an int in [1, {limit}], "
             f"got {partition_num!r}"
         )
+    return partition_num
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +163,9 @@ def categorical_column_with_adaptive_embedding(
     Raises:
       ValueError: a bad hash_bucket_size, dtype or migration, naming the column.
     """
-    _check_buckets(hash_bucket_size, key)
-    _check_partitions(partition_num, key)
+    _check_key(key)
+    hash_bucket_size = _check_buckets(hash_bucket_size, key)
+    partition_num = _check_partitions(partition_num, key)
     if migration not in adaptive.MIGRATIONS:
         raise ValueError(
             f"column '{key}': migration must be one of {adaptive.MIGRATIONS}, got "
@@ -175,7 +190,8 @@ def categorical_column_with_embedding(
 ) -> CategoricalColumn:
     """A plain dynamic table (DeepRec's EmbeddingVariable column): a row per id,
     up to `ev_option.capacity`; a new id starts from DeepRec's default values."""
-    _check_partitions(partition_num, key)
+    _check_key(key)
+    partition_num = _check_partitions(partition_num, key)
     return CategoricalColumn(
         key, _dtype_name(dtype, key), None, ev_option, partition_num=partition_num
     )
@@ -185,7 +201,8 @@ def categorical_column_with_hash_bucket(
     key: str, hash_bucket_size: int, dtype: Any = "string"
 ) -> CategoricalColumn:
     """A plain static table: id -> `Fingerprint64(str(id)) % hash_bucket_size`."""
-    _check_buckets(hash_bucket_size, key)
+    _check_key(key)
+    hash_bucket_size = _check_buckets(hash_bucket_size, key)
     return CategoricalColumn(key, _dtype_name(dtype, key), hash_bucket_size)
 
 
@@ -324,7 +341,14 @@ def embedding_column(
     Raises:
       ValueError: dimension < 1 or an unknown combiner, naming the column.
     """
+    if not isinstance(categorical_column, CategoricalColumn):
+        raise ValueError(
+            "embedding_column: categorical_column must be a column made by "
+            "fc.categorical_column_with_* or fc.stacked_column, got "
+            f"{type(categorical_column).__name__}"
+        )
     key = categorical_column.key
+    dimension = _numerics.python_int(dimension)
     if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
         raise ValueError(
             f"column '{key}': dimension must be an int >= 1, got {dimension!r}"

@@ -15,9 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adaptive_jax import _numerics
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
 from adaptive_jax.column import adaptive, eviction, partitioned, statistics
+from adaptive_jax.feature_column import _checks
 from adaptive_jax.feature_column._find import tables
 from adaptive_jax.feature_column._layer import on_layout, optimizers
 from adaptive_jax.feature_column._specs import EmbeddingColumn, ordered
@@ -87,8 +89,13 @@ def evict(
       feature_columns: the columns.
       optimizer: the optimizer of the tables (evicted rows get fresh slots).
       layout: a `sharding.Layout`, or None.
+
+    Raises:
+      ValueError: a state not made for these columns and optimizer, naming
+        the column.
     """
     columns = tuple(ordered(feature_columns))
+    _checks.check_state(state, columns, optimizer)
     return _evicted(
         dict(state), columns=columns, optimizer=optimizer, every=None, layout=layout
     )
@@ -104,9 +111,11 @@ def maybe_evict(
 ) -> dict[str, adaptive.ColumnState]:
     """`evict` every `every` steps (by each column's step), for use inside a
     jitted training step; otherwise a no-op."""
-    if every < 1:
-        raise ValueError(f"maybe_evict: every must be >= 1, got {every}")
+    every = _numerics.python_int(every)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"maybe_evict: every must be an int >= 1, got {every!r}")
     columns = tuple(ordered(feature_columns))
+    _checks.check_state(state, columns, optimizer)
     return _evicted(
         dict(state), columns=columns, optimizer=optimizer, every=every, layout=layout
     )
@@ -130,6 +139,12 @@ def counts(
     0. On the host; `keys` are the dynamic table's keys. `state` as `summary`
     takes it."""
     state = tables(state, "counts")
+    _checks.check_state(state, [column], None)
+    if column.categorical_column.ev_option is None:
+        raise ValueError(
+            f"column '{column.categorical_column.key}' has no dynamic table: only "
+            "the dynamic table and its admission counts count keys"
+        )
     column_state = jax.tree.map(jnp.asarray, state[column.name])  # host arrays too
     flat = ids_lib.as_ids(keys).reshape(-1)
     parts = column.categorical_column.partition_num

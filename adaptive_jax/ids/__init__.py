@@ -11,7 +11,8 @@ The lowest layer: it imports nothing of the package but itself.
 - `sparse`: `SparseIds`, a padded batch of id lists, from dense, ragged or
   TensorFlow-sparse inputs;
 - `_host_ids`: a column's ids on the host, to dynamic-table keys, static
-  buckets and a routing mask (`ColumnIds`), shared by training and serving.
+  buckets and a routing mask (`ColumnIds`), shared by training and serving;
+  `_checks`: its checks (mask values, the int32 range, raw features in jit).
 """
 
 from adaptive_jax.ids._int64 import Ids as Ids

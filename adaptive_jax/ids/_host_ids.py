@@ -15,7 +15,7 @@ import numpy as np
 from flax import struct
 
 from adaptive_jax import ids as ids_lib
-from adaptive_jax.ids import _fingerprint
+from adaptive_jax.ids import _checks, _fingerprint
 from adaptive_jax.ids import sparse as sparse_lib
 
 _STRING_KEY_MODULUS = np.uint64(2**63 - 1)  # DeepRec's key of a string
@@ -26,16 +26,21 @@ def as_sparse(feature: Any, key: str, size: int | None) -> sparse_lib.SparseIds:
     (an object with `indices`, `values` and `dense_shape`, a `tf.SparseTensor`)."""
     if isinstance(feature, sparse_lib.SparseIds):
         return feature
+    _checks.not_traced(feature, key, f"feature '{key}'")
+    try:
+        return _as_sparse(feature, size)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise type(error)(f"column '{key}': {error}") from error
+
+
+def _as_sparse(feature: Any, size: int | None) -> sparse_lib.SparseIds:
     if all(hasattr(feature, name) for name in ("indices", "values", "dense_shape")):
         shape = tuple(int(d) for d in np.asarray(feature.dense_shape))
         return sparse_lib.from_coo(feature.indices, feature.values, shape, size=size)
     ragged = isinstance(feature, list | tuple)
     if ragged and any(isinstance(row, list | tuple) for row in feature):
         return sparse_lib.from_ragged(feature, size=size)
-    try:
-        return sparse_lib.from_dense(np.asarray(feature), size=size)
-    except (TypeError, ValueError) as error:
-        raise type(error)(f"column '{key}': {error}") from error
+    return sparse_lib.from_dense(np.asarray(feature), size=size)
 
 
 def keys_and_buckets(
@@ -65,13 +70,15 @@ def keys_and_buckets(
     Raises:
       ValueError: string ids for an int column, or the other way round.
     """
-    if batch.strings != (dtype == "string"):
+    valid = np.asarray(batch.valid)
+    if batch.strings != (dtype == "string") and valid.any():  # empty: either
         kind = "strings" if batch.strings else "integers"
         raise ValueError(f"column '{key}' has dtype {dtype}, but its ids are {kind}")
-    valid = np.asarray(batch.valid)
     count = int(np.count_nonzero(valid))
     real = slice(0, count) if valid[:count].all() else valid  # built: a prefix
     values = ids_lib.to_numpy(batch.values)
+    if dtype == "int32":
+        _checks.int32_range(values, valid, key)
     keys = values
     if batch.strings:
         keys = np.zeros(values.shape, np.int64)
@@ -101,16 +108,21 @@ class ColumnIds:
         their keys (`prepare(..., int_buckets="device")`).
       to_dynamic: `[size] bool`, the routing mask (1: dynamic table); None to
         let the admission filter (or, serving, the presence of a row) route.
+      hash_bucket_size: static, the buckets `buckets` were computed for (None:
+        not recorded), so that a lookup refuses ids prepared for another
+        column.
     """
 
     ids: sparse_lib.SparseIds
     buckets: jax.Array | None
     to_dynamic: jax.Array | None
+    hash_bucket_size: int | None = struct.field(pytree_node=False, default=None)
 
 
 def routing_mask(batch: sparse_lib.SparseIds, key: str, mask: Any) -> np.ndarray:
     """A per-id 0/1 routing mask, checked (one value per sparse id, ints or
     bools) and padded to the batch's size."""
+    _checks.not_traced(mask, key, f"adaptive_mask_tensors['{key}']")
     num_ids = int(np.sum(np.asarray(batch.valid)))
     mask = np.asarray(mask)
     if mask.ndim != 1 or mask.shape[0] != num_ids:
@@ -123,6 +135,7 @@ def routing_mask(batch: sparse_lib.SparseIds, key: str, mask: Any) -> np.ndarray
             f"column '{key}': adaptive_mask_tensors['{key}'] must be ints or bools, "
             f"got dtype {mask.dtype}"
         )
+    _checks.mask_values(mask, key)
     padded = np.zeros(batch.size, bool)
     padded[:num_ids] = mask != 0
     return padded
@@ -149,7 +162,12 @@ def column_ids(
         mask = routing_mask(batch, key, mask)
     if batch.strings:  # an int id is its own key: its values stay
         batch = batch.replace(values=ids_lib.split(keys))
-    return ColumnIds(ids=batch, buckets=buckets, to_dynamic=mask)
+    return ColumnIds(
+        ids=batch,
+        buckets=buckets,
+        to_dynamic=mask,
+        hash_bucket_size=hash_bucket_size,
+    )
 
 
 def feature_ids(
@@ -192,8 +210,10 @@ def check_present(features: Any, key: str) -> None:
 
 
 def check_masks(masks: Any, adaptive_keys: set[str], what: str) -> None:
-    """Raises a ValueError naming a mask (`what[key]`) of no adaptive column."""
+    """Raises a ValueError naming a mask (`what[key]`) of no adaptive column,
+    or one traced inside jit."""
     for key in masks:
+        _checks.not_traced(masks[key], key, f"{what}['{key}']")
         if key not in adaptive_keys:
             raise ValueError(f"{what}['{key}']: no adaptive column has key '{key}'")
 

@@ -125,12 +125,19 @@ def _as_int64(values: np.ndarray) -> tuple[np.ndarray, bool]:
             raise TypeError("ids mix strings and integers: give one kind per batch")
     if kind in "US":
         return _fingerprint.fingerprint64(values).view(np.int64), True
+    if values.size == 0:
+        return np.zeros(0, np.int64), kind in "US"
     if kind == "O":
         for value in values:
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
                 raise TypeError(
                     "ids must be integers, strings or bytes, got "
                     f"{type(value).__name__}"
+                )
+            if not -(2**63) <= value < 2**63:
+                raise OverflowError(
+                    f"id {value} is outside int64: ids are int64 values (DeepRec's "
+                    "keys); give larger ids as strings, or hash them into int64"
                 )
         return np.asarray(values.tolist(), dtype=np.int64), False
     if kind not in "iu":
@@ -184,7 +191,11 @@ def _float_weights(weights: object, what: str) -> np.ndarray:
     array = np.asarray(weights)
     if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
         raise TypeError(f"{what} must be numbers, got dtype {array.dtype}")
-    return array.astype(np.float32)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        bad = array.reshape(-1)[~np.isfinite(array.reshape(-1))][0]
+        raise ValueError(f"{what} must be finite numbers, got {bad}")
+    return array
 
 
 def from_dense(
@@ -211,7 +222,7 @@ def from_dense(
     array = np.asarray(values)
     if array.ndim not in (1, 2):
         raise ValueError(f"values must be [batch] or [batch, width], got {array.shape}")
-    array = array.reshape(array.shape[0], -1)
+    array = array.reshape(array.shape[0], array.shape[1] if array.ndim == 2 else 1)
     if missing == -1 and array.dtype.kind in "USO":
         missing = b"" if array.dtype.kind == "S" else ""
     present = np.ones(array.shape, bool) if missing is None else array != missing

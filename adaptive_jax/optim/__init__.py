@@ -15,8 +15,11 @@ from adaptive_jax.optim._ftrl import Ftrl as Ftrl
 from adaptive_jax.optim._ftrl import FtrlSlots as FtrlSlots
 from adaptive_jax.optim._ftrl import ftrl as ftrl
 from adaptive_jax.optim._sparse import apply_sparse as apply_sparse
+from adaptive_jax.optim._sparse import apply_sparse_split as apply_sparse_split
 from adaptive_jax.optim._sparse import first_occurrence as first_occurrence
 from adaptive_jax.optim._sparse import set_rows as set_rows
+from adaptive_jax.optim._sparse import sparse_update as sparse_update
+from adaptive_jax.optim._sparse import sparse_update_split as sparse_update_split
 
 __all__ = (
     "Adagrad",
@@ -26,8 +29,11 @@ __all__ = (
     "OptimizerState",
     "adagrad",
     "apply_sparse",
+    "apply_sparse_split",
     "first_occurrence",
     "ftrl",
     "set_rows",
+    "sparse_update",
+    "sparse_update_split",
     "spec_of",
 )

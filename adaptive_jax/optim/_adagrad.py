@@ -30,9 +30,12 @@ class Adagrad:
     """Adagrad hyperparameters, with TensorFlow 1's defaults; hashable, so static.
 
     Attributes:
-      learning_rate: a float, or an optax schedule of the step count.
-      initial_accumulator_value: >= 0, where each accumulator starts.
+      learning_rate: a float > 0, or an optax schedule of the step count.
+      initial_accumulator_value: where each accumulator starts: > 0 with
+        epsilon 0 (TensorFlow 1's `AdagradOptimizer` requires it), >= 0 with
+        an epsilon (Keras').
       epsilon: >= 0, added to `sqrt(n)`; 0 is `ApplyAdagrad`, Keras uses 1e-7.
+      Each number finite.
     """
 
     learning_rate: float | optax.Schedule
@@ -41,11 +44,14 @@ class Adagrad:
 
     def __post_init__(self):
         _hyper.check_learning_rate("adagrad", self.learning_rate)
-        _hyper.require_non_negative(
-            "adagrad",
-            initial_accumulator_value=self.initial_accumulator_value,
-            epsilon=self.epsilon,
-        )
+        _hyper.require_non_negative("adagrad", epsilon=self.epsilon)
+        # TensorFlow 1 (DeepRec) needs n > 0, or its first step divides by
+        # sqrt(0); Keras' epsilon keeps the step finite, and takes n = 0.
+        initial = {"initial_accumulator_value": self.initial_accumulator_value}
+        if self.epsilon == 0.0:
+            _hyper.require_positive("adagrad", **initial)
+        else:
+            _hyper.require_non_negative("adagrad", **initial)
 
     def init_slots(self, like: jax.Array) -> AdagradSlots:
         """Fresh slots shaped like `like`."""
@@ -76,13 +82,15 @@ def adagrad(
     """Adagrad as an optax transformation, equal to TensorFlow's.
 
     Args:
-      learning_rate: a float, or an optax schedule of the step count.
-      initial_accumulator_value: >= 0.
+      learning_rate: a float > 0, or an optax schedule of the step count.
+      initial_accumulator_value: > 0 (>= 0 with an epsilon).
       epsilon: >= 0; 0 gives TensorFlow 1's `ApplyAdagrad` (DeepRec's), 1e-7
         Keras' `Adagrad`.
 
     Raises:
-      ValueError: a negative learning rate, initial value or epsilon.
+      ValueError: at construction, naming the argument: a learning rate that is
+        not > 0, an initial value that is not > 0 (< 0 with an epsilon), a
+        negative epsilon, or a number that is not finite.
 
     Example:
       >>> import jax.numpy as jnp, optax

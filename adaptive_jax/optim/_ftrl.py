@@ -36,13 +36,15 @@ class Ftrl:
     """FTRL hyperparameters, with TensorFlow's defaults; hashable, so static.
 
     Attributes:
-      learning_rate: a float, or an optax schedule of the step count.
+      learning_rate: a float > 0, or an optax schedule of the step count
+        (whose values must stay > 0).
       learning_rate_power: <= 0; -0.5 is AdaGrad-style decay, 0 a fixed rate.
       initial_accumulator_value: >= 0, where each accumulator starts.
       l1_regularization_strength: >= 0.
       l2_regularization_strength: >= 0, the stabilising L2 of the closed form.
       l2_shrinkage_regularization_strength: >= 0, an L2 penalty on the loss.
       beta: >= 0, as in Keras' `Ftrl` (adds `beta / (2 * lr)` to the L2).
+      Each number finite, as TensorFlow's checks require (`_hyper`).
       l1_mode: "coordinate" (TensorFlow) or "row" (DeepRec's group lasso over
         the last axis, for embedding rows).
     """
@@ -58,11 +60,9 @@ class Ftrl:
 
     def __post_init__(self):
         _hyper.check_learning_rate("ftrl", self.learning_rate)
-        if not self.learning_rate_power <= 0:
-            raise ValueError(
-                "ftrl: learning_rate_power must be <= 0, got "
-                f"{self.learning_rate_power}"
-            )
+        _hyper.require_non_positive(
+            "ftrl", learning_rate_power=self.learning_rate_power
+        )
         _hyper.require_non_negative(
             "ftrl",
             initial_accumulator_value=self.initial_accumulator_value,
@@ -132,7 +132,8 @@ class Ftrl:
           value: weights, any shape (rows on the last axis for the row mode).
           slots: `FtrlSlots` of the same shape.
           grad: gradient of the same shape. A NaN makes the slots NaN and the
-            weight 0 (NaN > l1 is false), as in TensorFlow.
+            weight 0 (NaN > l1 is false), as in TensorFlow; the sparse update
+            of a table skips such rows instead (`optim.sparse_update`).
           count: step count, for a learning-rate schedule.
         """
         rate = self.learning_rate_at(count)
@@ -185,7 +186,7 @@ def ftrl(
     like the parameters.
 
     Args:
-      learning_rate: a float, or an optax schedule of the step count.
+      learning_rate: a float > 0, or an optax schedule of the step count.
       learning_rate_power: <= 0; -0.5 is AdaGrad-style decay, 0 a fixed rate.
       initial_accumulator_value: >= 0, where each accumulator starts.
       l1_regularization_strength: >= 0, per coordinate.
@@ -194,8 +195,13 @@ def ftrl(
       beta: >= 0, as in Keras' `Ftrl`.
 
     Raises:
-      ValueError: a negative learning rate or strength, or learning_rate_power > 0,
-        at construction.
+      ValueError: at construction, naming the argument: a learning rate that is
+        not > 0, a negative strength or initial accumulator,
+        learning_rate_power > 0, or a number that is not finite (TensorFlow's
+        constraints).
+
+    A NaN or inf gradient gives TensorFlow's result here (NaN slots, a weight
+    of 0); the sparse update of an embedding table skips such rows instead.
 
     Example:
       >>> import jax.numpy as jnp, optax

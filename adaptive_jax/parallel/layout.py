@@ -163,10 +163,12 @@ class Layout:
         """The state on the mesh: each leaf sharded by `state_specs`.
 
         Raises:
-          ValueError: as `check`, or a `split_static` name that is not a column
-            of the state.
+          ValueError: as `check`, a `split_static` name that is not a column
+            of the state, or a state not made for the columns
+            (`feature_column.check_state`).
         """
         self.check(feature_columns)
+        fc.check_state(state, fc.ordered(feature_columns))
         unknown = set(self._split_names()) - set(state)
         if unknown:
             raise ValueError(

@@ -171,6 +171,7 @@ def _shard(
         ),
         buckets=None if inputs.buckets is None else pad(np.asarray(inputs.buckets)),
         to_dynamic=None if mask is None else pad(np.asarray(mask)),
+        hash_bucket_size=inputs.hash_bucket_size,
     )
 
 

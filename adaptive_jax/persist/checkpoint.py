@@ -5,13 +5,20 @@ tables, index, free list, counters, sketch, optimizer slots), the dense model
 and its optimizer state, the step, PRNG keys. orbax writes each checkpoint
 atomically (to a temporary directory, renamed when complete), so a save
 interrupted at any point leaves the previous checkpoint whole; the last
-`max_to_keep` are kept; `async_save=True` writes in the background.
+`max_to_keep` are kept; `async_save=True` writes in the background. Once a
+save is finished, the size and CRC-32 of its files are recorded (`_digests`),
+and a restore checks them before orbax reads a byte: a damaged file is refused
+by name, quietly (orbax, failing midway, prints a traceback per array still
+being read).
 
 Beside the arrays each checkpoint holds a manifest: every leaf's path, shape,
 dtype and a checksum (BLAKE2b) of its bytes. Restoring checks the manifest
 against the target (another dimension, other column names: an error that names
 the leaf) and the checksums against the bytes read (a truncated or corrupted
-file: an error that names the leaf), before anything is returned.
+file: an error that names the leaf), before anything is returned. A checkpoint
+of an earlier version of the state restores, with a warning naming the leaves
+that start from the target's values (`_upgrade`: counters added since, and an
+admission sketch of the old shape).
 
 `relayout(source, target)` moves an embedding state into another layout (another
 capacity, another number of partitions, hence of devices): the live rows are
@@ -29,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import pathlib
+import warnings
 from typing import Any
 
 import jax
@@ -36,19 +44,15 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from adaptive_jax import ids as ids_lib
-from adaptive_jax import table as table_lib
-from adaptive_jax.column import partitioned
-from adaptive_jax.ids import _device_hash
-from adaptive_jax.optim import set_rows
+from adaptive_jax.persist import _digests, _upgrade
+from adaptive_jax.persist._relayout import CheckpointError as CheckpointError
+from adaptive_jax.persist._relayout import relayout as relayout
+from adaptive_jax.persist._upgrade import (
+    CheckpointUpgradeWarning as CheckpointUpgradeWarning,
+)
 from adaptive_jax.serving._digest import checksum
 
 FORMAT = 1
-
-
-class CheckpointError(Exception):
-    """A checkpoint is missing, unreadable, corrupted, or not of the target's
-    structure; the message says which, and which leaf."""
 
 
 def _path_name(path: tuple) -> str:
@@ -130,6 +134,8 @@ class Checkpointer:
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._async = async_save
+        self._unrecorded: list[int] = []  # saves whose file digests are to write
 
     def save(self, step: int, state: Any) -> None:
         """Saves `state` as the checkpoint of `step` (atomically)."""
@@ -138,7 +144,11 @@ class Checkpointer:
             state=ocp.args.StandardSave(_storable(state)),
             manifest=ocp.args.JsonSave(manifest),
         )
+        self.wait()  # the previous save's digests first
         self._manager.save(step, args=args, force=True)
+        self._unrecorded.append(step)
+        if not self._async:
+            self.wait()
 
     def steps(self) -> list[int]:
         """The steps of the complete checkpoints, oldest first."""
@@ -167,6 +177,9 @@ class Checkpointer:
         where = f"checkpoint of step {step} in {self.directory}"
         if step is None or step not in self.steps():
             raise CheckpointError(f"no checkpoint of step {step} in {self.directory}")
+        damaged = _digests.problem(self.directory / str(step))
+        if damaged is not None:
+            raise CheckpointError(f"{where}: {damaged}")
         try:
             manifest = self._manager.restore(
                 step, args=ocp.args.Composite(manifest=ocp.args.JsonRestore())
@@ -180,22 +193,38 @@ class Checkpointer:
             {"path": leaf["path"], "shape": leaf["shape"], "dtype": leaf["dtype"]}
             for leaf in _manifest_shapes(storable)
         ]
-        _compare(manifest["leaves"], expected, where)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, storable)
+        kept = _upgrade.from_target(manifest["leaves"], expected)
+        saved = _upgrade.without(manifest["leaves"], kept)
+        _compare(saved, _upgrade.without(expected, kept), where)
         try:
-            restored = self._manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-            ).state
+            if kept:
+                restored = self._restore_upgraded(step, storable, kept)
+            else:
+                abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, storable)
+                restored = self._manager.restore(
+                    step,
+                    args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)),
+                ).state
         except Exception as error:
             raise CheckpointError(
                 f"{where}: its arrays cannot be read ({error})"
             ) from error
-        for saved, now in zip(manifest["leaves"], _manifest(restored), strict=True):
-            if saved["checksum"] != now["checksum"]:
+        now = {leaf["path"]: leaf for leaf in _manifest(restored)}
+        for leaf in saved:
+            if leaf["checksum"] != now[leaf["path"]]["checksum"]:
                 raise CheckpointError(
-                    f"{where}: leaf '{saved['path']}' is corrupted (its checksum does "
+                    f"{where}: leaf '{leaf['path']}' is corrupted (its checksum does "
                     "not match the one saved)"
                 )
+        if kept:
+            warnings.warn(
+                f"{where} was saved by an earlier version: {sorted(kept)} start from "
+                "the target's values (counters added since at 0; an admission "
+                "sketch of the old shape empty: ids without a row earn admission "
+                "again)",
+                _upgrade.CheckpointUpgradeWarning,
+                stacklevel=2,
+            )
         return jax.tree.map(
             lambda t, r: (
                 jax.random.wrap_key_data(r, impl=jax.random.key_impl(t))
@@ -206,11 +235,45 @@ class Checkpointer:
             restored,
         )
 
+    def _restore_upgraded(self, step: int, storable: Any, kept: set[str]) -> Any:
+        """The checkpoint's leaves in the structure it was saved in (from
+        orbax's metadata), placed into the target's; the leaves at `kept` are
+        the target's (see `_upgrade`)."""
+        metadata = self._manager.item_metadata(step)["state"]
+        tree = getattr(metadata, "tree", metadata)
+        abstract = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype),
+            tree,
+            is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+        )
+        saved = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        ).state
+        by_path = {
+            _path_name(path): leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(saved)[0]
+        }
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(storable)
+        placed = []
+        for path, leaf in leaves:
+            name = _path_name(path)
+            value = leaf if name in kept else by_path[name]
+            if name not in kept and isinstance(leaf, jax.Array):
+                value = jax.device_put(value, leaf.sharding)
+            placed.append(value)
+        return jax.tree_util.tree_unflatten(treedef, placed)
+
     def wait(self) -> None:
-        """Waits for a background save to finish."""
+        """Waits for a background save to finish, and records its files'
+        digests (see `_digests`)."""
         self._manager.wait_until_finished()
+        for step in self._unrecorded:
+            if step in self._manager.all_steps():
+                _digests.write(self.directory / str(step))
+        self._unrecorded = []
 
     def close(self) -> None:
+        self.wait()
         self._manager.close()
 
     def __enter__(self) -> Checkpointer:
@@ -230,135 +293,3 @@ def _manifest_shapes(tree: Any) -> list[dict]:
         }
         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
     ]
-
-
-_MOVE_CHUNK = 65_536
-
-
-@jax.jit
-def _move_rows(target: Any, source: Any, rows: jax.Array) -> Any:
-    """Inserts the keys of `source` rows `rows` (-1: none) into `target`, with
-    their values, slots and counters."""
-    valid = rows >= 0
-    at = jnp.maximum(rows, 0)
-    stored = source.table.row_keys[at]
-    keys = ids_lib.Ids(stored[:, 0], stored[:, 1])
-    table, new_rows = table_lib.lookup_or_insert(target.table, keys, valid, valid=valid)
-    put = jnp.where(valid, new_rows, target.capacity)
-    table = table.replace(
-        freq=table.freq.at[put].set(source.table.freq[at], mode="drop"),
-        last_step=table.last_step.at[put].set(source.table.last_step[at], mode="drop"),
-    )
-    values = target.values.at[put].set(source.values[at], mode="drop")
-    slots = set_rows(
-        target.slots, put, type(source.slots)(*(s[at] for s in source.slots))
-    )
-    return target.replace(table=table, values=values, slots=slots)
-
-
-def relayout(source: dict, target: dict) -> dict:
-    """Moves an embedding state (`feature_column.init_state`'s dict) into the
-    layout of `target`: another dynamic capacity, or another `partition_num`.
-    Static tables, statistics and steps are copied; the live rows of each
-    dynamic table are inserted anew into the partition that owns their key in
-    the target, with their values, slots and counters, so that lookups give the
-    same results. A sketch of another shape starts empty. On the host; place
-    the result on a mesh with `sharding.Layout.place`.
-
-    Raises:
-      CheckpointError: other columns or static tables, or a target partition
-        too small for the live rows it gets.
-    """
-    if set(source) != set(target):
-        raise CheckpointError(
-            f"relayout: the columns differ: {sorted(source)} and {sorted(target)}"
-        )
-    source = jax.tree.map(jnp.asarray, source)  # host arrays too
-    moved = {}
-    for name in source:
-        src, dst = source[name], target[name]
-        if (src.static is None) != (dst.static is None) or (
-            src.static is not None
-            and src.static.values.shape != dst.static.values.shape
-        ):
-            raise CheckpointError(f"relayout: column '{name}' has another static table")
-        dst = dst.replace(
-            static=src.static,
-            stats=src.stats,
-            step=src.step,
-            share=dst.share if src.share is None else src.share,
-        )
-        if (
-            src.default_values is not None
-            and dst.default_values is not None
-            and src.default_values.shape == dst.default_values.shape
-        ):  # where new rows start from is part of the model
-            dst = dst.replace(default_values=src.default_values)
-        if (
-            src.sketch is not None
-            and dst.sketch is not None
-            and (src.sketch.counts.shape == dst.sketch.counts.shape)
-        ):
-            dst = dst.replace(sketch=src.sketch)
-        if src.dynamic is not None:
-            dst = dst.replace(dynamic=_moved_dynamic(src.dynamic, dst.dynamic, name))
-        moved[name] = dst
-    return moved
-
-
-def _parts(dynamic: Any) -> list[Any]:
-    """The partitions of a dynamic table (one when it is not partitioned)."""
-    if partitioned.is_partitioned(dynamic):
-        return partitioned.partitions(dynamic)
-    return [dynamic]
-
-
-def _moved_dynamic(source: Any, target: Any, name: str) -> Any:
-    """`source`'s live rows inserted into `target`, each into the partition
-    of `target` that owns its key."""
-    sources, targets = _parts(source), _parts(target)
-    for t, part in enumerate(targets):
-        for src in sources:
-            rows = np.flatnonzero(np.asarray(table_lib.live_rows(src.table)))
-            if len(targets) > 1:
-                stored = np.asarray(src.table.row_keys)[rows]
-                keys = ids_lib.Ids(jnp.asarray(stored[:, 0]), jnp.asarray(stored[:, 1]))
-                owner = np.asarray(_device_hash.partition(keys, len(targets)))
-                rows = rows[owner == t]
-            part = _moved_rows(part, src, rows, name)
-        targets[t] = part
-    counters = [src.table for src in sources]
-    totals = {
-        field: sum(np.asarray(getattr(table, field)) for table in counters)
-        for field in ("inserts", "removals", "overflows")
-    }
-    step = max(np.asarray(table.step) for table in counters)
-    for t, part in enumerate(targets):  # the totals, kept in the first partition
-        targets[t] = part.replace(
-            table=part.table.replace(
-                step=jnp.asarray(step),
-                **{
-                    field: jnp.asarray(total if t == 0 else np.zeros_like(total))
-                    for field, total in totals.items()
-                },
-            )
-        )
-    if partitioned.is_partitioned(target):
-        return partitioned.joined(targets)
-    return targets[0]
-
-
-def _moved_rows(target: Any, source: Any, rows: np.ndarray, name: str) -> Any:
-    """`source`'s `rows` inserted into `target`, a chunk at a time."""
-    live = int(np.asarray(table_lib.live_rows(target.table)).sum())
-    if live + rows.size > target.capacity:
-        raise CheckpointError(
-            f"relayout: column '{name}' has {live + rows.size} live rows for a "
-            f"partition of the target, more than its capacity {target.capacity}"
-        )
-    for start in range(0, rows.size, _MOVE_CHUNK):
-        chunk = np.full(_MOVE_CHUNK, -1, np.int32)
-        part = rows[start : start + _MOVE_CHUNK]
-        chunk[: part.size] = part
-        target = _move_rows(target, source, jnp.asarray(chunk))
-    return target

@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from adaptive_jax import feature_column, serving
+from adaptive_jax import _numerics, feature_column, serving
 from adaptive_jax.column import adaptive
 from adaptive_jax.persist import _rows
 from adaptive_jax.persist._sizes import size_report as size_report
@@ -80,27 +80,21 @@ def _checked(
         )
     caps = top_k if isinstance(top_k, Mapping) else dict.fromkeys(names, top_k)
     for name, cap in caps.items():
+        cap = _numerics.python_int(cap)
         if name not in names:
             raise ValueError(f"top_k['{name}']: no column is named '{name}'")
         if cap is not None and (
             isinstance(cap, bool) or not isinstance(cap, int) or cap < 0
         ):
             raise ValueError(f"column '{name}': top_k must be an int >= 0, got {cap!r}")
-    for column in columns:
-        column_state = state[column.name]
-        table = column_state.static
-        if table is None:
-            table = column_state.dynamic
-        if table.values.shape[-1] != column.dimension:
-            raise ValueError(
-                f"column '{column.name}': the state's dimension is "
-                f"{table.values.shape[-1]}, the column's {column.dimension}"
-            )
+    feature_column.check_state(state, columns)
     return columns
 
 
 def _cap(top_k: int | Mapping[str, int] | None, name: str) -> int | None:
-    return top_k.get(name) if isinstance(top_k, Mapping) else top_k
+    return _numerics.python_int(
+        top_k.get(name) if isinstance(top_k, Mapping) else top_k
+    )
 
 
 def _kind(column_state: adaptive.ColumnState) -> str:

@@ -27,8 +27,7 @@ from adaptive_jax import table as table_lib
 from adaptive_jax.column import combiners, stacking
 from adaptive_jax.ids import _dense, _host_ids
 from adaptive_jax.serving._format import ColumnExport, Export
-
-_INSERT_CHUNK = 65_536
+from adaptive_jax.table import _host
 
 
 @struct.dataclass
@@ -51,39 +50,22 @@ class ServingColumn:
     column: Settings = struct.field(pytree_node=False)
 
 
-@jax.jit
-def _insert(
-    table: table_lib.DynamicTable, keys: ids_lib.Ids, valid: jax.Array
-) -> tuple[table_lib.DynamicTable, jax.Array]:
-    return table_lib.lookup_or_insert(table, keys, valid, valid=valid)
-
-
 def _capacity(num_keys: int) -> int:
     """Rows for `num_keys`: a power of two, so that exports of about the same
     size share their compiled lookup."""
     return 1 << max(0, num_keys - 1).bit_length()
 
 
-# One compiled program per capacity, not an eager op (and a compile) per field.
-_empty = jax.jit(table_lib.DynamicTable.create, static_argnums=0)
-
-
 def _index(name: str, keys: np.ndarray) -> table_lib.DynamicTable:
-    """A table holding `keys` (distinct) at rows 0, 1, ... in their order."""
-    table = _empty(_capacity(keys.size))
-    for start in range(0, len(keys), _INSERT_CHUNK):
-        chunk = keys[start : start + _INSERT_CHUNK]
-        padded = np.zeros(_INSERT_CHUNK, np.int64)
-        padded[: chunk.size] = chunk
-        valid = np.arange(_INSERT_CHUNK) < chunk.size
-        table, rows = _insert(table, ids_lib.from_numpy(padded), jnp.asarray(valid))
-        expected = np.arange(start, start + chunk.size)
-        if not np.array_equal(np.asarray(rows)[: chunk.size], expected):
-            raise ValueError(
-                f"column '{name}': the export's keys are not distinct, or the index "
-                "could not place them"
-            )
-    return table
+    """A table holding `keys` (distinct) at rows 0, 1, ... in their order,
+    built on the host (`table._host`): nothing to compile."""
+    try:
+        return _host.holding(keys, _capacity(keys.size))
+    except ValueError as error:
+        raise ValueError(
+            f"column '{name}': the export's keys could not be indexed ({error}); "
+            "export them from a table (export.export)"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)

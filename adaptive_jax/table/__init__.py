@@ -8,13 +8,15 @@ cost, with a free list of rows, per-row counters and event counters
 - `_table`: the state and lookup; `_insert`: insertion; `_remove`: removal;
 - `_index`: the key -> row index (bucketed, `WAYS` slots a bucket);
 - `_chunks`: large key arrays in fixed-size chunks (bounded scratch memory);
-- `_sketch`: fixed-size counts of keys that have no row yet (count-min or
-  counting Bloom filter), for admission;
+- `_sketch`: fixed-size counts of keys that have no row yet (a count-min
+  sketch with conservative update, or a counting Bloom filter, sized from
+  the keys expected), for admission;
 - `_dedup`: each entry's first occurrence of its key in a batch, by hashing
   (no sort), for the sparse update and the exchange.
 """
 
 from adaptive_jax.table._insert import insert_absent as insert_absent
+from adaptive_jax.table._insert import insert_absent_with as insert_absent_with
 from adaptive_jax.table._insert import lookup_or_insert as lookup_or_insert
 from adaptive_jax.table._remove import release as release
 from adaptive_jax.table._remove import remove as remove
@@ -38,6 +40,7 @@ __all__ = (
     "advance_step",
     "find",
     "insert_absent",
+    "insert_absent_with",
     "live_rows",
     "lookup",
     "lookup_or_insert",

@@ -8,6 +8,9 @@ refused and counted, and no key is ever overwritten.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -17,6 +20,7 @@ from adaptive_jax.table import _chunks, _index
 from adaptive_jax.table._table import EMPTY, DynamicTable, Found, find, flat_inputs
 
 _CHUNKS = 16
+OnRows = Callable[[Any, jax.Array, jax.Array], Any]
 
 
 def _insert(
@@ -24,32 +28,38 @@ def _insert(
     ids: ids_lib.Ids,
     cand: _index.Candidates,
     contending: jax.Array,
-) -> tuple[DynamicTable, jax.Array]:
+    carry: Any = None,
+    on_rows: OnRows | None = None,
+) -> tuple[DynamicTable, jax.Array, Any]:
     """Inserts the contending entries; returns their rows, EMPTY elsewhere.
 
     New keys are usually a small part of a batch, so they go through in chunks of
     `1 / _CHUNKS` of the batch, in order: the rounds of `_index.claim_slots` then
     run on a chunk, not on the batch. Each chunk probes again, since a key may
-    have been inserted by an earlier chunk. The loop carries the table, so that
-    XLA updates it in place.
+    have been inserted by an earlier chunk. The loop carries the table (and the
+    caller's `carry`, for `on_rows`), so that XLA updates them in place.
     """
     n = contending.shape[0]
     if n == 0:
-        return table, jnp.full((0,), EMPTY, jnp.int32)
+        return table, jnp.full((0,), EMPTY, jnp.int32), carry
 
     def insert_chunk(state, entries, offset):
         del offset
-        table, rows = state
+        table, rows, carry = state
         take = jnp.minimum(entries, n - 1)
         sub_ids, sub_cand = ids[take], jax.tree.map(lambda a: a[take], cand)
         found = _index.probe(table.slots, table.row_keys, sub_ids, sub_cand)
         absent = (entries < n) & (found.row == EMPTY)
         table, new_rows = _insert_entries(table, sub_ids, sub_cand, absent)
-        return table, rows.at[entries].set(
-            jnp.maximum(found.row, new_rows), mode="drop"
+        if on_rows is not None:
+            carry = on_rows(carry, entries, jnp.where(absent, new_rows, EMPTY))
+        return (
+            table,
+            rows.at[entries].set(jnp.maximum(found.row, new_rows), mode="drop"),
+            carry,
         )
 
-    start = (table, jnp.full((n,), EMPTY, jnp.int32))
+    start = (table, jnp.full((n,), EMPTY, jnp.int32), carry)
     return _chunks.for_each_chunk(contending, -(-n // _CHUNKS), insert_chunk, start)
 
 
@@ -150,9 +160,33 @@ def insert_absent(
       `(table, rows, new)`, flat: rows EMPTY where none; `new` True for every
       entry of a key inserted now.
     """
+    table, rows, new, _ = insert_absent_with(
+        table, found, insert, valid=valid, weights=weights
+    )
+    return table, rows, new
+
+
+def insert_absent_with(
+    table: DynamicTable,
+    found: Found,
+    insert: jax.Array,
+    *,
+    valid: jax.Array,
+    weights: jax.Array | None = None,
+    carry: Any = None,
+    on_rows: OnRows | None = None,
+) -> tuple[DynamicTable, jax.Array, jax.Array, Any]:
+    """`insert_absent`, and `on_rows(carry, entries, rows) -> carry` on each
+    chunk of entries inserted, in the same loop: `entries` `[k] int32` indices
+    into `found` (padded with n), `rows` the row each got now (EMPTY where it
+    got none, or its key was inserted by an earlier chunk), so that a caller
+    writes its new rows' data in that pass (an embedding variable's starting
+    values). Returns `(table, rows, new, carry)`."""
     with jax.named_scope("aj.table.insert_absent"):
         contending = valid & insert & (found.rows == EMPTY)
-        table, new_rows = _insert(table, found.ids, found.candidates, contending)
+        table, new_rows, carry = _insert(
+            table, found.ids, found.candidates, contending, carry, on_rows
+        )
         refused = contending & (new_rows == EMPTY)
         refused = jnp.sum(
             refused if weights is None else jnp.where(refused, weights, 0),
@@ -162,7 +196,8 @@ def insert_absent(
             overflows=_numerics.saturating_add(table.overflows, refused)
         )
         rows = jnp.where(valid, jnp.maximum(found.rows, new_rows), EMPTY)
-        return _touch(table, rows, weights), rows, contending & (new_rows >= 0)
+        new = contending & (new_rows >= 0)
+        return _touch(table, rows, weights), rows, new, carry
 
 
 def _touch(

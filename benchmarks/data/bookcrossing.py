@@ -30,7 +30,7 @@ NAME = "bookcrossing"
 FIELDS = ("user", "item")
 # KBGCN's data/book/ratings_final.txt
 BLOBS = {"91cc60ad687027d8188e81405409baf990a0535b"}
-TEST_EVERY = 5  # a line whose hash is 0 mod this is a test line
+TEST_EVERY = 5  # a line whose hash is `fold` mod this is a test line
 
 
 def read(path: pathlib.Path) -> list[tuple[int, int, int]]:
@@ -53,15 +53,17 @@ def read(path: pathlib.Path) -> list[tuple[int, int, int]]:
     return rows
 
 
-def split(rows: list[tuple[int, int, int]]) -> dict[str, list[str]]:
-    """The rows as Criteo lines, in the hash's order, a fifth of them test."""
+def split(rows: list[tuple[int, int, int]], fold: int = 0) -> dict[str, list[str]]:
+    """The rows as Criteo lines, in the hash's order, a fifth of them test:
+    those whose hash is `fold` mod `TEST_EVERY` (0, the default split; the
+    others give the four other splits of the same lines)."""
     keyed = sorted(
         (_sources.stable_order(f"{user}\t{item}"), user, item, label)
         for user, item, label in rows
     )
     splits: dict[str, list[str]] = {"train": [], "test": []}
     for key, user, item, label in keyed:
-        where = "test" if int(key[:8], 16) % TEST_EVERY == 0 else "train"
+        where = "test" if int(key[:8], 16) % TEST_EVERY == fold else "train"
         line = _sources.criteo_line(label, [f"{user:08x}", f"{item:08x}"])
         splits[where].append(line)
     return splits
@@ -74,13 +76,24 @@ def build(argv: list[str], name: str, fields: tuple[str, str], blobs: set[str],
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--ratings", type=pathlib.Path, required=True)
     p.add_argument("--out", type=pathlib.Path)
+    p.add_argument(
+        "--test-fold",
+        type=int,
+        default=0,
+        choices=range(TEST_EVERY),
+        help="the fifth of the lines that tests (0: the default)",
+    )
     p.add_argument("--no-check", action="store_true",
                    help="accept a source file of another blob id")  # fmt: skip
     args = p.parse_args(argv)
     if not args.no_check:
         _sources.check_blobs([args.ratings], blobs)
-    splits = split(read(args.ratings))
-    manifest = {"fields": dict(enumerate(fields)), "test_every": TEST_EVERY}
+    splits = split(read(args.ratings), args.test_fold)
+    manifest = {
+        "fields": dict(enumerate(fields)),
+        "test_every": TEST_EVERY,
+        "test_fold": args.test_fold,
+    }
     manifest["ids"] = _sources.id_counts(splits, fields)
     out = args.out or _sources.default_out(name)
     print(_sources.write_splits(out, splits, manifest))

@@ -86,6 +86,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--steps-to-live", type=int, default=defaults.steps_to_live,
                    help="GlobalStepEvict of adaptive, in steps (default: no "
                    "eviction)")  # fmt: skip
+    m.add_argument("--pressure-evict", action="store_true",
+                   help="PressureEvict of dynamic: the stalest rows go when its "
+                   "table is fuller than 95%% (for a capacity a --budget "
+                   "limits)")  # fmt: skip
     m.add_argument("--evict-every", type=int, default=defaults.evict_every,
                    help="steps between evictions (default: %(default)s)")  # fmt: skip
     m.add_argument("--headroom", type=float, default=defaults.headroom,
@@ -94,6 +98,16 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--migration", choices=variants.MIGRATIONS,
                    default=defaults.migration,
                    help="how a promoted id starts (default: %(default)s)")  # fmt: skip
+    m.add_argument("--budget", type=int, metavar="BYTES",
+                   help="size every variant to BYTES (feature_column."
+                   "size_columns: buckets, capacity and threshold from the "
+                   "training data's counts, the reasons printed); overrides "
+                   "the sizes above, --filter-freq becomes the lowest "
+                   "threshold (default: sizes from the data alone)")  # fmt: skip
+    m.add_argument("--budget-of", choices=("training", "export"),
+                   default=defaults.budget_of,
+                   help="what --budget bounds: the embedding state in training "
+                   "or its serving export (default: %(default)s)")  # fmt: skip
     m.add_argument("--dimension", type=int, default=defaults.dimension,
                    help="embedding dimension (default: %(default)s)")  # fmt: skip
     m.add_argument("--init-stddev", type=float, default=defaults.init_stddev,

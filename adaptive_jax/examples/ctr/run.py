@@ -82,6 +82,8 @@ def _check(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.budget is not None and args.budget < 1:
+        raise UsageError("--budget must be bytes >= 1")
     if args.sweep is not None and any(buckets < 1 for buckets in args.sweep):
         raise UsageError("--sweep sizes must be >= 1")
     if not 0.0 <= args.late_start <= 1.0:
@@ -185,25 +187,52 @@ def run_variant(
         exported, model, state.params, reader(scored, args, test=True)
     )
     late = found.late if late is None else late
+    sized = _sizing_of(variant, settings, counts)
     return {
         "variant": variant,
+        **sized,
         **train.scores(labels, probabilities, late[: labels.size]),
         **train.sizes(state.tables, exported),
         "examples_per_s": timing["examples_per_s"],
         "train_seconds": timing["seconds"],
         "train_examples": timing["examples"],
         "test_examples": int(labels.size),
-        "settings": _settings_of(variant, settings.sized(counts)),
+        "settings": _settings_of(variant, settings.sized(counts), sized),
         "labels": labels,
         "probabilities": probabilities,
     }
 
 
-def _settings_of(variant: str, settings: variants.Settings) -> dict[str, Any]:
-    """The settings that matter to `variant`."""
+def _sizing_of(
+    variant: str, settings: variants.Settings, counts: scan.IdCounts
+) -> dict[str, Any]:
+    """With a budget, what `size_columns` chose for `variant`: the threshold,
+    the buckets and rows in all, the bytes it measured."""
+    if settings.budget is None:
+        return {}
+    sized = variants.sizing(variant, counts, settings)
+    sizes = list(sized.sizes.values())
+    return {
+        "sizing": {
+            "budget": settings.budget,
+            "budget_of": settings.budget_of,
+            "filter_freq": sizes[0].filter_freq,
+            "hash_bucket_size": sum(s.hash_bucket_size or 0 for s in sizes),
+            "capacity": sum(s.capacity or 0 for s in sizes),
+            "training_bytes": sized.training_bytes,
+            "export_bytes_bound": sized.export_bytes,
+            "reason": sized.reason,
+        }
+    }
+
+
+def _settings_of(
+    variant: str, settings: variants.Settings, sized: dict[str, Any]
+) -> dict[str, Any]:
+    """The settings that matter to `variant`, with the sizes a budget chose."""
     relevant = {
         "static": ("hash_bucket_size",),
-        "dynamic": (),
+        "dynamic": ("pressure_evict", "evict_every"),
         "filtered": ("filter_freq", "headroom"),
         "adaptive": (
             "adaptive_hash_bucket_size",
@@ -214,8 +243,17 @@ def _settings_of(variant: str, settings: variants.Settings) -> dict[str, Any]:
             "migration",
         ),
     }[variant]
-    common = ("dimension", "init_stddev", "learning_rate")
-    return {name: getattr(settings, name) for name in common + relevant}
+    common = ("dimension", "init_stddev", "learning_rate", "budget", "budget_of")
+    chosen = {name: getattr(settings, name) for name in common + relevant}
+    if sized:
+        buckets = sized["sizing"]["hash_bucket_size"]
+        by_budget = {
+            "hash_bucket_size": buckets,
+            "adaptive_hash_bucket_size": buckets,
+            "filter_freq": sized["sizing"]["filter_freq"],
+        }
+        chosen.update((k, v) for k, v in by_budget.items() if k in chosen)
+    return chosen
 
 
 def default_sweep(counts: scan.IdCounts) -> list[int]:
@@ -236,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in (json_path, plot_path):
             path.parent.mkdir(parents=True, exist_ok=True)
         found = survey(files, args)
+        sizes = variants.describe(settings, found.train, tuple(args.variants))
     except (UsageError, ValueError, OSError) as error:
         p.print_usage(sys.stderr)
         print(f"{p.prog}: error: {error}", file=sys.stderr)
@@ -248,15 +287,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for problem in found.problems:
         print(f"warning: {problem.what}", file=sys.stderr)
-    print("columns, sized from the training data:")
-    for line in variants.describe(settings, counts):
+    source = "the training data"
+    if settings.budget is not None:
+        source += f" for a {settings.budget_of} budget of {settings.budget:,} bytes"
+    print(f"columns, sized from {source}:")
+    for line in sizes:
         print(f"  {line}")
     start = time.perf_counter()
     results = [run_variant(v, settings, found, files, args) for v in args.variants]
     sweep = [r for r in results if r["variant"] == "static"]
-    sizes = default_sweep(counts) if args.sweep is None else args.sweep
-    for buckets in sorted(set(sizes) - {settings.sized(counts).hash_bucket_size}):
-        swept = dataclasses.replace(settings, hash_bucket_size=buckets)
+    swept_sizes = default_sweep(counts) if args.sweep is None else args.sweep
+    for buckets in sorted(
+        set(swept_sizes) - {settings.sized(counts).hash_bucket_size}
+    ):  # the sweep's static tables are sized by their buckets, not the budget
+        swept = dataclasses.replace(settings, hash_bucket_size=buckets, budget=None)
         sweep.append(run_variant("static", swept, found, files, args))
     print(report.table(results))
     payload = {

@@ -300,5 +300,7 @@ def sizes(tables: dict, exported: serving.Export) -> dict[str, int]:
         "exported_rows": int(report["exported_rows"]),
         "overflows": sum(int(s.get("overflows", 0)) for s in summaries),
         "promotions": sum(int(s.get("promotions", 0)) for s in summaries),
-        "evictions": sum(int(s.get("evicted_steps", 0)) for s in summaries),
+        "evictions": sum(  # for every reason: steps, l2, pressure
+            int(v) for s in summaries for k, v in s.items() if k.startswith("evicted_")
+        ),
     }

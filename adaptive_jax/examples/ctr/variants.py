@@ -11,7 +11,9 @@ static segment, sized for it, and its own keys. Four variants, of string ids:
   bucket per distinct id);
 - "dynamic": plain dynamic tables with a row per id: the capacity is the
   number of distinct ids the training data holds, so no id is turned away; a
-  new id starts from DeepRec's default values (4096 rows);
+  new id starts from DeepRec's default values (4096 rows); with
+  `pressure_evict` (for a capacity below that, a budget's), the stalest rows
+  go when the table is fuller than 95%, so that new ids find room;
 - "filtered": plain dynamic tables behind DeepRec's `CounterFilter`: an id
   seen fewer than `filter_freq` times reads `default_value_no_permission`
   (0.0), what a DeepRec user picks to save memory; capacity for the ids that
@@ -24,7 +26,11 @@ static segment, sized for it, and its own keys. Four variants, of string ids:
   many steps are evicted, back to their buckets.
 
 The sizes come from one pass over the training data (`scan.scan`): the
-distinct ids of each column and how many reach the threshold.
+distinct ids of each column and how many reach the threshold; the admission
+counts are sized for the distinct ids of all columns. With a `budget` (bytes
+of training state, or of the export), `feature_column.size_columns` sizes
+every variant from that pass instead: buckets, capacity and threshold (at
+least `filter_freq`) that fit it, each with its reason (`sizing`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import math
 import adaptive_jax as aj
 from adaptive_jax import adaptive, data, stacking
 from adaptive_jax import feature_column as fc
+from adaptive_jax.examples.ctr import train
 from adaptive_jax.examples.ctr.scan import IdCounts
 
 VARIANTS = ("static", "dynamic", "filtered", "adaptive")
@@ -61,10 +68,16 @@ class Settings:
       filter_freq: the `CounterFilter` threshold of "filtered" and "adaptive".
       steps_to_live: `GlobalStepEvict` of "adaptive", in training steps; None
         for no eviction.
+      pressure_evict: `PressureEvict` (the stalest rows) on "dynamic".
       evict_every: steps between eviction passes.
       headroom: capacity over the ids expected to reach the threshold, for the
         count-min sketch's overestimates.
       migration: the adaptive column's migration (`adaptive.MIGRATIONS`).
+      budget: bytes that size every variant (`sizing`), overriding the sizes
+        above (`filter_freq` becomes the lowest threshold); None for sizes
+        from the data alone.
+      budget_of: what `budget` bounds: "training" (the embedding state) or
+        "export" (the serving export, every row counted).
     """
 
     dimension: int = 8
@@ -74,15 +87,19 @@ class Settings:
     adaptive_hash_bucket_size: int | None = None
     filter_freq: int = 3
     steps_to_live: int | None = None
+    pressure_evict: bool = False
     evict_every: int = 10
     headroom: float = 1.25
     migration: str = "fitted"
+    budget: int | None = None
+    budget_of: str = "training"
 
     def __post_init__(self):
         for name in (
             "hash_bucket_size",
             "adaptive_hash_bucket_size",
             "steps_to_live",
+            "budget",
         ):
             if getattr(self, name) is not None:
                 _require_at_least(name, getattr(self, name), 1)
@@ -95,6 +112,11 @@ class Settings:
                 )
         if not self.headroom >= 1.0:
             raise ValueError(f"Settings.headroom must be >= 1, got {self.headroom!r}")
+        if self.budget_of not in fc.BUDGETS:
+            raise ValueError(
+                f"Settings.budget_of must be one of {fc.BUDGETS}, got "
+                f"{self.budget_of!r}"
+            )
         if self.migration not in MIGRATIONS:
             raise ValueError(
                 f"Settings.migration must be one of {MIGRATIONS}, got "
@@ -110,8 +132,71 @@ class Settings:
         )
 
 
-def describe(settings: Settings, counts: IdCounts) -> list[str]:
-    """One line per variant: its tables' sizes, and where they come from."""
+def sizing(variant: str, counts: IdCounts, settings: Settings) -> fc.Sizing:
+    """The stacked column of `variant` sized by `settings.budget` from `counts`
+    (`feature_column.size_columns`), with the reasons.
+
+    Raises:
+      ValueError: an unknown variant, no budget, or a budget too small (the
+        message says how much is needed).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if settings.budget is None:
+        raise ValueError("Settings.budget: give the bytes to size the columns by")
+    return fc.size_columns(
+        {k: counts.frequency_counts[k] for k in data.CATEGORICAL_COLUMNS},
+        settings.dimension,
+        train.optimizers(settings.learning_rate).tables,
+        {settings.budget_of: settings.budget},
+        kind=variant,
+        min_filter_freq=settings.filter_freq,
+        headroom=settings.headroom,
+        stack_key=FIELDS_KEY,
+        migration=settings.migration,
+        initializer=_initializer(settings),
+        evict_option=_evict(variant, settings),
+    )
+
+
+def _evict(variant: str, settings: Settings):
+    """The eviction of `variant`'s dynamic tables, or None."""
+    if variant == "adaptive" and settings.steps_to_live is not None:
+        return aj.GlobalStepEvict(settings.steps_to_live)
+    if variant == "dynamic" and settings.pressure_evict:
+        return aj.PressureEvict()
+    return None
+
+
+def per_id_bytes(counts: IdCounts, settings: Settings) -> int:
+    """Bytes of the "dynamic" variant sized by the data (a row per distinct
+    training id), in training or in its export as `settings.budget_of` says:
+    what a budget is a fraction of."""
+    table = columns("dynamic", counts, dataclasses.replace(settings, budget=None))
+    tables = train.optimizers(settings.learning_rate).tables
+    if settings.budget_of == "export":
+        return fc.export_bytes_bound(table, tables)
+    return fc.state_bytes(table, tables)
+
+
+def describe(
+    settings: Settings, counts: IdCounts, names: tuple[str, ...] = VARIANTS
+) -> list[str]:
+    """One line per variant: its tables' sizes, and where they come from (with
+    a budget: the sizing's reasons, and one line per feature, for the variants
+    `names`)."""
+    if settings.budget is not None:
+        per_id = per_id_bytes(counts, settings)
+        lines = [
+            f"a row per id (the dynamic variant sized by the data) takes {per_id:,} "
+            f"bytes of {settings.budget_of}: the budget is "
+            f"{settings.budget / per_id:.3g} of it"
+        ]
+        for variant in names:
+            sized = sizing(variant, counts, settings)
+            lines.append(f"{variant}: {sized.reason}")
+            lines += [f"  {size.reason}" for size in sized.sizes.values()]
+        return lines
     frequent = sum(counts.reaching(k, settings.filter_freq) for k in counts.distinct)
     sized = settings.sized(counts)
     rows = sum(
@@ -164,11 +249,18 @@ def columns(
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if settings.budget is not None:
+        return list(sizing(variant, counts, settings).columns)
     categorical = _categorical(variant, counts, settings.sized(counts))
-    initializer = aj.initializers.truncated_normal(stddev=settings.init_stddev)
     return [
-        fc.embedding_column(categorical, settings.dimension, initializer=initializer)
+        fc.embedding_column(
+            categorical, settings.dimension, initializer=_initializer(settings)
+        )
     ]
+
+
+def _initializer(settings: Settings):
+    return aj.initializers.truncated_normal(stddev=settings.init_stddev)
 
 
 def _categorical(
@@ -189,16 +281,18 @@ def _categorical(
                 k,
                 "string",
                 ev_option=aj.EmbeddingVariableOption(
-                    capacity=max(1, counts.distinct[k])
+                    capacity=max(1, counts.distinct[k]),
+                    evict_option=_evict(variant, settings),
                 ),
             )
             for k in keys
         ]
         return fc.stacked_column(members, FIELDS_KEY)
-    admission = aj.CounterFilter(settings.filter_freq)
-    evict = None
-    if variant == "adaptive" and settings.steps_to_live is not None:
-        evict = aj.GlobalStepEvict(settings.steps_to_live)
+    # The admission counts sized for the distinct ids the scan found.
+    admission = aj.CounterFilter(
+        settings.filter_freq, max_element_size=max(1, counts.distinct_total)
+    )
+    evict = _evict(variant, settings)
 
     def option(k: str) -> aj.EmbeddingVariableOption:
         frequent = counts.reaching(k, settings.filter_freq)
