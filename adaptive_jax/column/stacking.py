@@ -216,9 +216,7 @@ def column_ids(
             )
         )
     merged = _merged(parts, batch_size, num_fields, dtype, size, key)
-    buckets = [m.hash_bucket_size for m in members]
-    total = None if None in buckets else sum(buckets)
-    return merged.replace(hash_bucket_size=total), batch_size
+    return merged.replace(hash_bucket_size=_buckets_of(members)), batch_size
 
 
 def _merged(
@@ -298,6 +296,9 @@ def _dense_column_ids(
         and (len(kinds) == 1 or kinds <= {"i", "u"})
         and {a.shape[0] for a in arrays} == {batch_size}
     ):
+        if dtype == "int32":
+            for member, array in zip(members, arrays, strict=True):
+                _dense.check_int32(array, member.key)
         salts, starts, bucket_sizes = _member_tables(tuple(members))
         sizes = [m.hash_bucket_size for m in members]
         tables = _dense.Tables(
@@ -312,6 +313,7 @@ def _dense_column_ids(
             buckets=strings or int_buckets == "host",
             size=size,
             keys=[key],
+            hash_bucket_sizes=[_buckets_of(members)],
         )
         return column_ids, batch_size
     if not all(isinstance(a, np.ndarray) and a.ndim in (1, 2) for a in arrays):
@@ -353,8 +355,19 @@ def _dense_column_ids(
         dense_shape=np.asarray([batch_size * len(members), widths.max()], np.int32),
         batch_size=batch_size * len(members),
     )
-    column_ids = _host_ids.ColumnIds(ids=stacked, buckets=buckets, to_dynamic=None)
+    column_ids = _host_ids.ColumnIds(
+        ids=stacked,
+        buckets=buckets,
+        to_dynamic=None,
+        hash_bucket_size=_buckets_of(members),
+    )
     return column_ids, batch_size
+
+
+def _buckets_of(members: Sequence[Member]) -> int | None:
+    """A stacked column's static buckets (None without static table)."""
+    sizes = [m.hash_bucket_size for m in members]
+    return None if None in sizes else sum(sizes)
 
 
 @functools.lru_cache(maxsize=64)

@@ -4,19 +4,20 @@
 are dense numpy arrays of one id per example (`[batch]` or `[batch, 1]`, -1
 or "" missing) without routing masks: the members of a stacked column (entry
 `example * F + member`, as `column.stacking` lays them out), or the features
-of several single-feature columns of one kind at once (one column a row).
-What `_host_ids` and `column.stacking` do feature by feature, here each step
-is one numpy call over many ids, with each feature's salt, bucket count and
-offset broadcast. The same keys and buckets as the general path, bit for bit
-(`tests/test_dense.py` compares them).
+of several single-feature columns of one kind at once (one column a
+segment). What `_host_ids` and `column.stacking` do feature by feature, here
+each step is one numpy call over many ids. The same keys and buckets as the
+general path, bit for bit (`tests/test_dense.py` compares them).
 
-- Strings go in chunks of about `_fingerprint.CHUNK` ids, each through all
-  the steps (bytes, Fingerprint64, key, bucket) while it is in the cache,
-  straight into the outputs; a missing id ("") is found on the way, and only
-  then are the present ones gathered (`_compacted`).
-- Int ids are their own keys: copied, salted, and bucketed here only with
-  `int_buckets="host"` (the step computes them otherwise:
-  `_device_fingerprint`).
+Strings: their bytes, a feature a row (numpy copies strings across far
+slower), as words, Fingerprint64 (`_farmhash`) `_CHUNK` at a
+time, turned example-major for a stacked column, then DeepRec's key and
+TensorFlow's bucket (`x - x // d * d` by one divisor: numpy divides by one
+number several times faster than it takes a remainder). Int ids are their
+own keys: copied, salted, and bucketed here only with `int_buckets="host"`
+(the step computes them otherwise: `_device_fingerprint`). Missing ids are
+found on the way; only then are the present ones gathered
+(`_Block.compacted`).
 
 Memory: at these sizes (hundreds of KiB an array) a fresh array costs more
 in page faults than in arithmetic, because glibc hands freed blocks of that
@@ -35,11 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from adaptive_jax.ids import _farmhash, _fingerprint, _int64
+from adaptive_jax.ids import _checks, _farmhash, _fingerprint, _int64
 from adaptive_jax.ids import sparse as sparse_lib
 from adaptive_jax.ids._host_ids import ColumnIds
 
 _STRING_KEY_MODULUS = np.uint64(2**63 - 1)  # DeepRec's key of a string
+# Strings hashed together: 256 KiB temporaries of 8-byte strings, which the
+# allocator keeps once `_Block` has raised its threshold; 0.8x the time of
+# `_fingerprint.CHUNK` (8,192) on 106,496 such strings.
+_CHUNK = 32_768
 _scratch = threading.local()
 
 
@@ -70,6 +75,16 @@ def accepts(value: object, dtype: str) -> bool:
     return value.dtype.kind in kinds and value.dtype != np.bool_
 
 
+def check_int32(array: np.ndarray, key: str) -> None:
+    """Raises as the general path (`_checks.int32_range`) if an id of the
+    int32 column `key` is outside int32 (-1, missing, is inside)."""
+    if array.size == 0 or np.can_cast(array.dtype, np.int32):
+        return
+    if array.min() < _checks.INT32.min or array.max() > _checks.INT32.max:
+        flat = array.reshape(-1)
+        _checks.int32_range(flat, np.ones(flat.shape, bool), key)
+
+
 def _buffer(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """A C-contiguous work array of `shape`: the start of this thread's
     buffer `name`, which grows when asked for more (or another dtype)."""
@@ -97,6 +112,7 @@ def column_ids(
     buckets: bool,
     size: int | None,
     keys: Sequence[str],
+    hash_bucket_sizes: Sequence[int | None],
 ) -> list[ColumnIds]:
     """The `ColumnIds` of same-kind features that `accepts`, of one batch.
 
@@ -110,6 +126,7 @@ def column_ids(
         (`ColumnIds.buckets` None). Strings' are always computed.
       size: padded entries of each `ColumnIds`; None for a power of two.
       keys: each `ColumnIds`' column key, for errors.
+      hash_bucket_sizes: each `ColumnIds`' `hash_bucket_size`, its column's.
 
     Raises:
       ValueError: `size` below a column's number of ids, naming it.
@@ -118,7 +135,7 @@ def column_ids(
     segments = 1 if stacked else count
     n = batch * count // segments  # entries of a segment, all present
     room = max(n, size) if size is not None else sparse_lib.padded_size(n)
-    block = _Block(segments, room, strings or buckets)
+    block = _Block(segments, room, strings, strings or buckets)
     if strings:
         complete = _strings(features, stacked, tables, block)
     else:
@@ -130,12 +147,16 @@ def column_ids(
         ]
         masks = [np.stack(present, axis=1).reshape(-1)] if stacked else present
         return [
-            block.compacted(s, mask, _padded(int(mask.sum()), size, key), strings)
-            for s, (mask, key) in enumerate(zip(masks, keys, strict=True))
+            block.compacted(s, mask, _padded(int(mask.sum()), size, key), made_for)
+            for s, (mask, key, made_for) in enumerate(
+                zip(masks, keys, hash_bucket_sizes, strict=True)
+            )
         ]
     _padded(n, size, keys[0])  # `size` holds them all
     block.finish(n, None, n)
-    return [block.column_ids(s, n, strings) for s in range(segments)]
+    return [
+        block.column_ids(s, n, made_for) for s, made_for in enumerate(hash_bucket_sizes)
+    ]
 
 
 def _padded(count: int, size: int | None, key: str) -> int:
@@ -211,7 +232,7 @@ def _strings(
 
 def _prints(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`(Fingerprint64 uint64, length int64)` of a `U` or `S` array: its
-    bytes as words, hashed `_fingerprint.CHUNK` at a time (a non-ASCII text
+    bytes as words, hashed `_CHUNK` at a time (a non-ASCII text
     through the general path)."""
     lengths = np.strings.str_len(text, out=_buffer("lengths", text.shape, np.int64))
     unit = 4 if text.dtype.kind == "U" else 1
@@ -229,8 +250,8 @@ def _prints(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     words, flat_lengths = words.view("<u8"), lengths.reshape(-1)
     prints = _buffer("prints", text.shape, np.uint64)
     flat = prints.reshape(-1)
-    for begin in range(0, n, _fingerprint.CHUNK):
-        end = begin + _fingerprint.CHUNK
+    for begin in range(0, n, _CHUNK):
+        end = begin + _CHUNK
         chunk = _farmhash.Words(words[begin:end], 0, flat_lengths[begin:end])
         flat[begin:end] = _farmhash.fingerprint64(chunk)
     return prints, lengths
@@ -251,18 +272,22 @@ def _buckets(
     prints: np.ndarray, tables: Tables, stacked: bool, out: np.ndarray
 ) -> np.ndarray:
     """TensorFlow's buckets, `print % size`, moved to each feature's segment,
-    into `out`. A feature a row: `x - x // d * d` row by row (numpy divides
-    by one number several times faster than it takes a remainder)."""
-    if tables.sizes is None:
+    into `out`. One divisor (the same for every feature), or one per row of
+    `[F, batch]`: `x - x // d * d`; one per column of `[batch, F]`: a
+    remainder."""
+    sizes = tables.sizes
+    if sizes is None:
         out.fill(0)
-    elif stacked and tables.sizes.size > 1:  # a divisor per column of prints
-        np.remainder(prints, tables.sizes, out=out)
-    else:  # a divisor per row
-        for row, divisor in enumerate(tables.sizes.tolist()):
+    elif stacked and not (sizes == sizes[0]).all():  # a divisor per column
+        np.remainder(prints, sizes, out=out)
+    else:
+        one = bool((sizes == sizes[0]).all())
+        rows, into = (a.reshape(1 if one else sizes.size, -1) for a in (prints, out))
+        for row, divisor in enumerate(sizes[:1].tolist() if one else sizes.tolist()):
             divisor = np.uint64(divisor)
-            np.floor_divide(prints[row], divisor, out=out[row])
-            out[row] *= divisor
-            np.subtract(prints[row], out[row], out=out[row])
+            np.floor_divide(rows[row], divisor, out=into[row])
+            into[row] *= divisor
+            np.subtract(rows[row], into[row], out=into[row])
     if tables.starts is not None:
         out += _shaped(tables.starts, stacked).astype(np.uint64)
     return out
@@ -272,8 +297,8 @@ class _Block:
     """The output arrays of `segments` columns of `size` entries each, as
     views of one allocation: indices, the keys' two words, buckets, valid."""
 
-    def __init__(self, segments: int, size: int, buckets: bool) -> None:
-        shape = (segments, size)
+    def __init__(self, segments: int, size: int, strings: bool, buckets: bool) -> None:
+        self.strings, shape = strings, (segments, size)
         layout = [("indices", np.int32, 2), ("lo", np.uint32, 1), ("hi", np.uint32, 1)]
         if buckets:
             layout.append(("buckets", np.int32, 1))
@@ -310,11 +335,12 @@ class _Block:
         self.valid[:, count:] = False
 
     def compacted(
-        self, segment: int, present: np.ndarray, size: int, strings: bool
+        self, segment: int, present: np.ndarray, size: int, made_for: int | None
     ) -> ColumnIds:
         """The present entries of `segment` (`present` over its first
-        entries) as a `ColumnIds` of its own, of `size` entries."""
-        out = _Block(1, size, self.buckets is not None)
+        entries) as a `ColumnIds` of its own, of `size` entries, for
+        `made_for` buckets."""
+        out = _Block(1, size, self.strings, self.buckets is not None)
         count, entries = int(present.sum()), slice(0, present.size)
         for name in ("lo", "hi", "buckets"):
             if getattr(self, name) is not None:
@@ -322,20 +348,21 @@ class _Block:
                     present
                 ]
         out.finish(count, np.flatnonzero(present), present.size)
-        return out.column_ids(0, present.size, strings)
+        return out.column_ids(0, present.size, made_for)
 
-    def column_ids(self, segment: int, rows: int, strings: bool) -> ColumnIds:
-        """Segment `segment` as the `ColumnIds` of a batch of `rows` rows."""
+    def column_ids(self, segment: int, rows: int, made_for: int | None) -> ColumnIds:
+        """Segment `segment` as the `ColumnIds` of a batch of `rows` rows,
+        for `made_for` buckets."""
         batch = sparse_lib.SparseIds(
             indices=self.indices[segment],
             values=_int64.Ids(self.hi[segment], self.lo[segment]),
             valid=self.valid[segment],
             dense_shape=np.array([rows, 1], np.int32),
             batch_size=rows,
-            strings=strings,
+            strings=self.strings,
         )
         buckets = None if self.buckets is None else self.buckets[segment]
-        return ColumnIds(ids=batch, buckets=buckets, to_dynamic=None)
+        return ColumnIds(batch, buckets, None, made_for)
 
 
 def single_columns(
@@ -355,6 +382,9 @@ def single_columns(
         kind = "int" if array.dtype.kind in "iu" else array.dtype.kind
         groups.setdefault((kind, array.shape[0]), []).append(i)
     out: list[Any] = [None] * len(columns)
+    for key, dtype, _ in columns:
+        if dtype == "int32":
+            check_int32(features[key], key)
     for (kind, _), members in groups.items():
         keys = [columns[i][0] for i in members]
         sizes = [columns[i][2] for i in members]
@@ -370,6 +400,7 @@ def single_columns(
             buckets=strings or int_buckets == "host",
             size=size,
             keys=keys,
+            hash_bucket_sizes=sizes,
         )
         for i, ids in zip(members, prepared, strict=True):
             out[i] = ids
