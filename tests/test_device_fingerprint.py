@@ -2,13 +2,15 @@
 for bit against farmhash's Fingerprint64 of `str(id)` one id at a time (the
 `farmhash` module: TensorFlow's), Python's `%`, and TensorFlow's known
 answers; with x64 off and on. And the step's buckets of int columns prepared
-without them (`int_buckets="device"`) against the host's."""
+without them (`int_buckets="device"`) against the host's; and training and
+serving with either, equal."""
 
 import json
 import pathlib
 
 import farmhash
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,8 +19,10 @@ from hypothesis import strategies as st
 import adaptive_jax as aj
 from adaptive_jax import feature_column as fc
 from adaptive_jax import ids as ids_lib
+from adaptive_jax import serving
 from adaptive_jax.column import stacking
 from adaptive_jax.ids import _device_fingerprint
+from adaptive_jax.persist import export
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 KNOWN = json.loads(
@@ -165,3 +169,59 @@ def test_the_step_finds_the_hosts_buckets(stacked, dense, x64):
 def test_prepare_names_a_bad_int_buckets_option():
     with pytest.raises(ValueError, match="int_buckets must be one of"):
         fc.prepare({"a": np.arange(4)}, _columns(False)[:1], int_buckets="gpu")
+
+
+def _small_columns(stacked: bool):
+    admit = aj.EmbeddingVariableOption(capacity=32, filter_option=aj.CounterFilter(2))
+    columns = [
+        fc.categorical_column_with_adaptive_embedding(k, n, "int64", ev_option=admit)
+        for k, n in (("a", 7), ("b", 1_009), ("c", 65_537))
+    ]
+    if stacked:
+        return [fc.embedding_column(fc.stacked_column(columns, "abc"), 4)]
+    return [fc.embedding_column(c, 4) for c in columns]
+
+
+def _train_and_serve(columns, batches, int_buckets):
+    """Embeddings of two training steps and of serving the export, with int
+    ids' buckets where `int_buckets` says."""
+    opt = aj.optim.ftrl(0.5)
+
+    @jax.jit
+    def step(state, features):
+        emb, state, res = fc.input_layer(features, columns, state, optimizer=opt)
+        d_emb = jax.grad(lambda e: jnp.sum(jnp.sin(e)))(emb)
+        return emb, fc.apply_gradients(state, res, d_emb, columns, opt)
+
+    state, seen = fc.init_state(columns, opt, jax.random.key(0)), []
+    for raw in batches:
+        emb, state = step(state, fc.prepare(raw, columns, int_buckets=int_buckets))
+        seen.append(np.asarray(emb))
+    built = serving.build(export.export(state, columns))
+    prepared = serving.prepare(built, batches[-1], int_buckets=int_buckets)
+    seen.append(np.asarray(jax.jit(serving.lookup)(built, prepared)))
+    return seen, state
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["columns", "stacked"])
+def test_training_and_serving_as_with_the_hosts_buckets(stacked, x64):
+    # extremes, negatives and small ids, repeated so that some are admitted
+    values = np.array(EDGES[:24] * 2, np.int64).reshape(-1, 1)
+    batches = [{k: np.roll(values, i + j) for j, k in enumerate("abc")} for i in (0, 5)]
+    columns = _small_columns(stacked)
+    device, device_state = _train_and_serve(columns, batches, "device")
+    host, host_state = _train_and_serve(columns, batches, "host")
+    for got, expected in zip(device, host, strict=True):
+        assert np.array_equal(got, expected)
+    assert len(jax.tree.leaves(device_state)) == len(jax.tree.leaves(host_state))
+    for got, expected in zip(
+        jax.tree.leaves(device_state), jax.tree.leaves(host_state), strict=True
+    ):
+        assert np.array_equal(_raw(got), _raw(expected))
+
+
+def _raw(leaf):
+    """A state leaf as numpy (a PRNG key as its data)."""
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    return np.asarray(leaf)
