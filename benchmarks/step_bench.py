@@ -10,8 +10,10 @@ raw ids are routed to the dynamic table (mask 1, a frequency threshold), the
 others to their static buckets. The step: `input_layer` (lookup, insert,
 migrate, combine), the gradient of `sum(tanh(emb) * g)` (a stand-in for a
 model: the gradient depends on the embeddings), and `apply_gradients` (sparse
-FTRL on both tables), jitted with the state donated. The host work of `prepare`
-(TensorFlow's buckets, padding) is reported apart: a pipeline does it ahead.
+FTRL on both tables), jitted with the state donated; the static buckets of
+the int ids are TensorFlow's, computed in the step (`prepare`'s default). The
+host work of `prepare` (keys, padding) is reported apart: a pipeline does it
+ahead.
 
 - `adaptive_step`: against TensorFlow's CPU step for a plain hash-bucket table
   of 1M rows on the same batches (`embedding_lookup`, the gradient, `tf.unique` +
@@ -90,13 +92,26 @@ class Adaptive:
             ranks = np.arange(start, min(start + batch, frequent))
             self.run((self.features(ranks, by_mask=True), None))
 
-    def features(self, ranks: np.ndarray, by_mask: bool = True) -> dict:
+    def features(
+        self, ranks: np.ndarray, by_mask: bool = True, int_buckets: str = "device"
+    ) -> dict:
         """A prepared batch: routed by the frequency-threshold mask, or left to
-        the column's admission filter."""
+        the column's admission filter; its static buckets computed in the step
+        (the default) or, `int_buckets="host"`, here."""
         values = self.raw[ranks]
         batch = aj.sparse.from_dense(values[:, None], missing=None)
         masks = {"ids": (ranks < self.frequent).astype(np.int32)} if by_mask else None
-        return fc.prepare({"ids": batch}, [self.column], adaptive_mask_tensors=masks)
+        return fc.prepare(
+            {"ids": batch},
+            [self.column],
+            adaptive_mask_tensors=masks,
+            int_buckets=int_buckets,
+        )
+
+    def buckets(self, ranks: np.ndarray) -> np.ndarray:
+        """The static buckets of a batch, as TensorFlow finds them."""
+        features = self.features(ranks, int_buckets="host")
+        return np.asarray(features["ids_embedding"].buckets)
 
     def run(self, item) -> None:
         features, _ = item
@@ -169,7 +184,7 @@ def main() -> None:
         start = time.perf_counter()
         features = ours.features(ranks)
         prepare_ms.append((time.perf_counter() - start) * 1e3)
-        batches.append((features, np.asarray(features["ids_embedding"].buckets)))
+        batches.append((features, ours.buckets(ranks)))
     dynamic_share = float(
         np.mean(
             [np.mean(np.asarray(f["ids_embedding"].to_dynamic)) for f, _ in batches]
