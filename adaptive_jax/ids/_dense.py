@@ -16,8 +16,8 @@ TensorFlow's bucket (`x - x // d * d` by one divisor: numpy divides by one
 number several times faster than it takes a remainder). Int ids are their
 own keys: copied, salted, and bucketed here only with `int_buckets="host"`
 (the step computes them otherwise: `_device_fingerprint`). Missing ids are
-found on the way; only then are the present ones gathered
-(`_Block.compacted`).
+found on the way (an empty string hashed as any other: `_prints`); only
+then are the present ones gathered, column by column.
 
 Memory: at these sizes (hundreds of KiB an array) a fresh array costs more
 in page faults than in arithmetic, because glibc hands freed blocks of that
@@ -131,32 +131,35 @@ def column_ids(
     Raises:
       ValueError: `size` below a column's number of ids, naming it.
     """
-    count, batch = len(features), features[0].shape[0]
+    count = len(features)
     segments = 1 if stacked else count
-    n = batch * count // segments  # entries of a segment, all present
-    room = max(n, size) if size is not None else sparse_lib.padded_size(n)
-    block = _Block(segments, room, strings, strings or buckets)
     if strings:
-        complete = _strings(features, stacked, tables, block)
+        values, bucket_values, present = _strings(features, stacked, tables)
     else:
-        complete = _ints(features, stacked, tables, buckets, block)
-    if not complete:
-        present = [
-            np.strings.str_len(f.reshape(-1)) > 0 if strings else f.reshape(-1) != -1
-            for f in features
-        ]
-        masks = [np.stack(present, axis=1).reshape(-1)] if stacked else present
+        values, bucket_values, present = _ints(features, stacked, tables, buckets)
+    values = values.reshape(segments, -1)
+    if bucket_values is not None:
+        bucket_values = bucket_values.reshape(segments, -1)
+    rows = values.shape[1]
+    if present is None:  # all present: every segment at once
+        block = _Block(segments, _padded(rows, size, keys[0]), strings, bucket_values)
+        block.put(values, bucket_values)
+        block.finish(rows, None, rows)
         return [
-            block.compacted(s, mask, _padded(int(mask.sum()), size, key), made_for)
-            for s, (mask, key, made_for) in enumerate(
-                zip(masks, keys, hash_bucket_sizes, strict=True)
-            )
+            block.column_ids(s, rows, made_for)
+            for s, made_for in enumerate(hash_bucket_sizes)
         ]
-    _padded(n, size, keys[0])  # `size` holds them all
-    block.finish(n, None, n)
-    return [
-        block.column_ids(s, n, made_for) for s, made_for in enumerate(hash_bucket_sizes)
-    ]
+    present, out = present.reshape(segments, -1), []
+    for s, (key, made_for) in enumerate(zip(keys, hash_bucket_sizes, strict=True)):
+        kept = np.flatnonzero(present[s])
+        block = _Block(1, _padded(kept.size, size, key), strings, bucket_values)
+        block.put(
+            values[s, kept][None],
+            None if bucket_values is None else bucket_values[s, kept][None],
+        )
+        block.finish(kept.size, kept, rows)
+        out.append(block.column_ids(0, rows, made_for))
+    return out
 
 
 def _padded(count: int, size: int | None, key: str) -> int:
@@ -175,19 +178,20 @@ def _shaped(values: np.ndarray | None, stacked: bool) -> np.ndarray | None:
 
 
 def _ints(
-    features: Sequence[np.ndarray],
-    stacked: bool,
-    tables: Tables,
-    buckets: bool,
-    block: _Block,
-) -> bool:
-    """Int ids into `block`, all at once; whether none is missing (-1)."""
+    features: Sequence[np.ndarray], stacked: bool, tables: Tables, buckets: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Int ids' `(keys uint64, buckets uint64, present bool)`, `[batch, F]`
+    if `stacked` else `[F, batch]`; buckets None unless `buckets`, present
+    None if no id is missing (-1)."""
     count, batch = len(features), features[0].shape[0]
     shape = (batch, count) if stacked else (count, batch)
     values = _buffer("values", shape, np.int64)
     parts = [f.reshape((batch, 1) if stacked else (1, batch)) for f in features]
     np.concatenate(parts, axis=1 if stacked else 0, out=values, casting="unsafe")
-    complete = not (values == -1).any()
+    present = np.not_equal(values, -1, out=_buffer("present", shape, np.bool_))
+    for at, feature in enumerate(features):
+        if feature.dtype.kind == "u":  # no uint is -1, the missing id
+            (present[:, at] if stacked else present[at]).fill(True)
     bucket_values = None
     if buckets:
         bucket_values = _buffer("buckets", shape, np.uint64)
@@ -195,16 +199,15 @@ def _ints(
     keys = values.view(np.uint64)
     if tables.salts is not None:
         keys ^= _shaped(tables.salts, stacked).view(np.uint64)
-    rows = block.lo.shape[0]
-    bucket_values = None if bucket_values is None else bucket_values.reshape(rows, -1)
-    block.put(slice(0, batch * count // rows), keys.reshape(rows, -1), bucket_values)
-    return complete
+    return keys, bucket_values, None if present.all() else present
 
 
 def _strings(
-    features: Sequence[np.ndarray], stacked: bool, tables: Tables, block: _Block
-) -> bool:
-    """String ids into `block`; whether none is missing ("")."""
+    features: Sequence[np.ndarray], stacked: bool, tables: Tables
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """String ids' `(keys uint64, buckets uint64, present bool)`, `[batch,
+    F]` if `stacked` else `[F, batch]`; present None if no id is missing
+    ("")."""
     count, batch = len(features), features[0].shape[0]
     if count == 1:
         text = features[0].reshape(1, batch)
@@ -217,23 +220,23 @@ def _strings(
     if stacked and count > 1:  # to [batch, F]: entry i * F + f
         across = _buffer("across", (batch, count), np.uint64)
         np.copyto(across, prints.T)
-        prints = across
+        prints, lengths = across, lengths.T
     keys = _string_keys(prints, _buffer("keys", prints.shape, np.uint64))
     buckets = _buckets(
         prints, tables, stacked, _buffer("buckets", prints.shape, np.uint64)
     )
     if tables.salts is not None:
         keys ^= _shaped(tables.salts, stacked).view(np.uint64)
-    segments = block.lo.shape[0]
-    at = slice(0, batch * count // segments)
-    block.put(at, keys.reshape(segments, -1), buckets.reshape(segments, -1))
-    return bool(lengths.all())
+    present = np.greater(lengths, 0, out=_buffer("present", lengths.shape, np.bool_))
+    return keys, buckets, None if present.all() else present
 
 
 def _prints(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`(Fingerprint64 uint64, length int64)` of a `U` or `S` array: its
-    bytes as words, hashed `_CHUNK` at a time (a non-ASCII text
-    through the general path)."""
+    bytes as words, hashed `_CHUNK` at a time (a non-ASCII text through the
+    general path). An empty string's print is not its own: it is a missing
+    id, never read, hashed as if it were the longest string, so that it
+    does not split the strings into more length classes."""
     lengths = np.strings.str_len(text, out=_buffer("lengths", text.shape, np.int64))
     unit = 4 if text.dtype.kind == "U" else 1
     n, width = text.size, text.dtype.itemsize // unit
@@ -248,6 +251,12 @@ def _prints(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         words[:, width:] = 0
         np.copyto(words[:, :width], codes, casting="unsafe")
     words, flat_lengths = words.view("<u8"), lengths.reshape(-1)
+    if not flat_lengths.all():
+        longest = int(flat_lengths.max())
+        hashed = _buffer("hashed_lengths", flat_lengths.shape, np.int64)
+        np.copyto(hashed, flat_lengths)
+        hashed[flat_lengths == 0] = longest
+        flat_lengths = hashed
     prints = _buffer("prints", text.shape, np.uint64)
     flat = prints.reshape(-1)
     for begin in range(0, n, _CHUNK):
@@ -297,10 +306,13 @@ class _Block:
     """The output arrays of `segments` columns of `size` entries each, as
     views of one allocation: indices, the keys' two words, buckets, valid."""
 
-    def __init__(self, segments: int, size: int, strings: bool, buckets: bool) -> None:
+    def __init__(
+        self, segments: int, size: int, strings: bool, buckets: np.ndarray | None
+    ) -> None:
+        """`buckets`: the buckets to come (None: none)."""
         self.strings, shape = strings, (segments, size)
         layout = [("indices", np.int32, 2), ("lo", np.uint32, 1), ("hi", np.uint32, 1)]
-        if buckets:
+        if buckets is not None:
             layout.append(("buckets", np.int32, 1))
         layout.append(("valid", np.bool_, 1))
         sizes = [segments * size * np.dtype(t).itemsize * k for _, t, k in layout]
@@ -312,9 +324,10 @@ class _Block:
             setattr(self, name, view.reshape(shape + ((k,) if k > 1 else ())))
             start += nbytes
 
-    def put(self, at: slice, keys: np.ndarray, buckets: np.ndarray | None) -> None:
-        """Entries `at` of every segment: `[segments, k]` keys (uint64,
+    def put(self, keys: np.ndarray, buckets: np.ndarray | None) -> None:
+        """The first entries of every segment: `[segments, k]` keys (uint64,
         C-contiguous) and buckets."""
+        at = slice(0, keys.shape[1])
         words = keys.view(np.uint32).reshape(*keys.shape, 2)  # little-endian
         np.copyto(self.lo[:, at], words[..., 0])
         np.copyto(self.hi[:, at], words[..., 1])
@@ -333,22 +346,6 @@ class _Block:
         pairs[:, count:] = batch_rows  # padding: outside the batch
         self.valid[:, :count] = True
         self.valid[:, count:] = False
-
-    def compacted(
-        self, segment: int, present: np.ndarray, size: int, made_for: int | None
-    ) -> ColumnIds:
-        """The present entries of `segment` (`present` over its first
-        entries) as a `ColumnIds` of its own, of `size` entries, for
-        `made_for` buckets."""
-        out = _Block(1, size, self.strings, self.buckets is not None)
-        count, entries = int(present.sum()), slice(0, present.size)
-        for name in ("lo", "hi", "buckets"):
-            if getattr(self, name) is not None:
-                getattr(out, name)[0, :count] = getattr(self, name)[segment, entries][
-                    present
-                ]
-        out.finish(count, np.flatnonzero(present), present.size)
-        return out.column_ids(0, present.size, made_for)
 
     def column_ids(self, segment: int, rows: int, made_for: int | None) -> ColumnIds:
         """Segment `segment` as the `ColumnIds` of a batch of `rows` rows,
