@@ -19,6 +19,9 @@ ahead.
   of 1M rows on the same batches (`embedding_lookup`, the gradient, `tf.unique` +
   `unsorted_segment_sum`, `ResourceSparseApplyFtrl`), alternated batch by batch.
   Target: ratio <= 1.0, though ours does strictly more.
+- `adaptive_step_buckets_in_step`: that step (without TensorFlow) computing
+  its ids' buckets from their keys, `prepare`'s default, against the same
+  step given the host's (`int_buckets="host"`), on two like tables.
 - `adaptive_step_capacity_2_23`: the same step with a dynamic capacity of 2**23
   against 2**20 (both holding the same 512K keys). Target: ratio <= 1.2.
 - `adaptive_step_count_min_admission`: the step with no mask, ids admitted by a
@@ -127,6 +130,27 @@ class Adaptive:
         jax.block_until_ready(self.state)
 
 
+def step_buckets(args, rng: np.random.Generator, raw, runs: int, warmup: int) -> None:
+    """The step computing its int ids' buckets (`prepare`'s default) against
+    the same step given them from the host, on two like tables, the same
+    batches."""
+    device = Adaptive(2**21, raw, frequent=1_000_000, batch=args.batch)
+    host = Adaptive(2**21, raw, frequent=1_000_000, batch=args.batch)
+    batches = []
+    for _ in range(runs + warmup):
+        ranks = zipf_ranks(rng, args.batch, len(raw))
+        batches.append(
+            (device.features(ranks), host.features(ranks, int_buckets="host"))
+        )
+    ms, base = paired_medians(
+        lambda b: device.run((b[0], None)),
+        lambda b: host.run((b[1], None)),
+        batches,
+        warmup,
+    )
+    report("adaptive_step_buckets_in_step", ms, base, baseline="the host's buckets")
+
+
 def tensorflow_step(rng: np.random.Generator):
     try:
         import tensorflow as tf
@@ -204,6 +228,7 @@ def main() -> None:
         )
     del ours
 
+    step_buckets(args, rng, raw, runs, warmup)
     small = Adaptive(2**20, raw, frequent=2**19, batch=args.batch)
     large = Adaptive(2**23, raw, frequent=2**19, batch=args.batch)
     batches = []
