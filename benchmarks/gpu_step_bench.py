@@ -168,10 +168,11 @@ def adaptive_vs_static(args, rng: np.random.Generator, raw: np.ndarray) -> None:
     theirs = Static(args, rng)
     items, dynamic_share = [], []
     for _ in range(args.runs + args.warmup):
-        features = ours.features(zipf_ranks(rng, args.batch, len(raw)))
+        ranks = zipf_ranks(rng, args.batch, len(raw))
+        features = ours.features(ranks)
         column_ids = features["ids_embedding"]
         valid = np.asarray(column_ids.ids.valid)
-        buckets = jnp.asarray(np.asarray(column_ids.buckets)[valid])
+        buckets = jnp.asarray(ours.buckets(ranks)[valid])
         assert buckets.shape == (args.batch,)
         dynamic_share.append(float(np.mean(np.asarray(column_ids.to_dynamic)[valid])))
         items.append((features, buckets))

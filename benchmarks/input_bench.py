@@ -11,6 +11,12 @@ Run: `python benchmarks/input_bench.py [--quick] [--part prepare|scaling|ctr]`.
   Adaptive columns with admission (no mask): one feature of 65,536 ids
   (`one`), and 26 features of 4,096 examples, as 26 columns (`26`) and as one
   stacked column (`26_stacked`). `ids_per_s` per core. Target: ratio <= 0.25.
+  Int ids leave their buckets to the step (`prepare`'s default); the
+  `_host_buckets` rows compute them here (`int_buckets="host"`).
+- `step_buckets_*`: what the step then spends on them (`stacking.step_buckets`
+  of the same prepared ids, jitted, wall time on JAX's default backend)
+  against the host's bucket work (wall time of `prepare` with
+  `int_buckets="host"` less the default's).
 - `scaling_*`: wall ids/s of preparing 26-feature stacked batches through
   `pipeline.Prefetcher` with 1 and 2 worker threads (the consumer takes and
   drops them), the ratio against 1 worker.
@@ -27,6 +33,7 @@ One JSON line per measurement.
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +46,7 @@ from _timing import report, zipf_ranks
 import adaptive_jax as aj
 from adaptive_jax import data, pipeline
 from adaptive_jax import feature_column as fc
+from adaptive_jax.column import stacking
 from adaptive_jax.examples.ctr import model as model_lib
 from adaptive_jax.examples.ctr import scan, train, variants
 
@@ -99,20 +107,24 @@ def bench_prepare(args: argparse.Namespace) -> None:
             "26": (many, columns_of(list(many), dtype, False), args.batch),
             "26_stacked": (many, columns_of(list(many), dtype, True), None),
         }
-        for layout, (features, columns, size) in cases.items():
+        places = ("device", "host") if dtype == "int64" else ("device",)
+        for place, (layout, (features, columns, size)) in itertools.product(
+            places, cases.items()
+        ):
             ids = sum(v.size for v in features.values())
             size = size or ids
 
-            def prepare(features=features, columns=columns, size=size):
-                return fc.prepare(features, columns, size=size)
+            def prepare(features=features, columns=columns, size=size, place=place):
+                return fc.prepare(features, columns, size=size, int_buckets=place)
 
             bare = bare_loop(features, kind)
             times = np.array(
                 [(thread_ms(prepare), thread_ms(bare)) for _ in range(args.runs)]
             )
             ms, base = np.median(times[args.warmup :], axis=0)
+            suffix = "_host_buckets" if place == "host" else ""
             report(
-                f"prepare_{kind}_{layout}",
+                f"prepare_{kind}_{layout}{suffix}",
                 float(ms),
                 float(base),
                 ids=ids,
@@ -120,6 +132,51 @@ def bench_prepare(args: argparse.Namespace) -> None:
                 baseline_ids_per_s=round(ids / base * 1e3),
                 clock="thread CPU time",
             )
+            if place == "device" and dtype == "int64":
+                bench_step_buckets(args, f"{kind}_{layout}", prepare, columns)
+
+
+def bench_step_buckets(
+    args: argparse.Namespace, name: str, prepare: Callable, columns: list
+) -> None:
+    """What the step spends on int ids' buckets (`stacking.step_buckets`,
+    jitted, wall time on this backend) against the host's bucket work
+    (`prepare` with `int_buckets="host"` less the default's), the same ids."""
+    prepared = prepare()
+    step_buckets = jax.jit(stacking.step_buckets, static_argnums=(1, 2))
+
+    def on_device() -> float:
+        start = time.perf_counter()
+        jax.block_until_ready(
+            [
+                step_buckets(
+                    prepared[c.name],
+                    c.categorical_column.hash_bucket_size,
+                    c.categorical_column.members,
+                )
+                for c in columns
+            ]
+        )
+        return (time.perf_counter() - start) * 1e3
+
+    def on_host() -> float:
+        start = time.perf_counter()
+        prepare(place="host")
+        host = time.perf_counter() - start
+        start = time.perf_counter()
+        prepare()
+        return (host - (time.perf_counter() - start)) * 1e3
+
+    times = np.array([(on_device(), on_host()) for _ in range(args.runs)])
+    ms, base = np.median(times[args.warmup :], axis=0)
+    report(
+        f"step_buckets_{name}",
+        float(ms),
+        float(base),
+        baseline="the host's bucket work in prepare",
+        backend=jax.default_backend(),
+        clock="wall",
+    )
 
 
 def bench_scaling(args: argparse.Namespace) -> None:

@@ -10,13 +10,18 @@ raw ids are routed to the dynamic table (mask 1, a frequency threshold), the
 others to their static buckets. The step: `input_layer` (lookup, insert,
 migrate, combine), the gradient of `sum(tanh(emb) * g)` (a stand-in for a
 model: the gradient depends on the embeddings), and `apply_gradients` (sparse
-FTRL on both tables), jitted with the state donated. The host work of `prepare`
-(TensorFlow's buckets, padding) is reported apart: a pipeline does it ahead.
+FTRL on both tables), jitted with the state donated; the static buckets of
+the int ids are TensorFlow's, computed in the step (`prepare`'s default). The
+host work of `prepare` (keys, padding) is reported apart: a pipeline does it
+ahead.
 
 - `adaptive_step`: against TensorFlow's CPU step for a plain hash-bucket table
   of 1M rows on the same batches (`embedding_lookup`, the gradient, `tf.unique` +
   `unsorted_segment_sum`, `ResourceSparseApplyFtrl`), alternated batch by batch.
   Target: ratio <= 1.0, though ours does strictly more.
+- `adaptive_step_buckets_in_step`: that step (without TensorFlow) computing
+  its ids' buckets from their keys, `prepare`'s default, against the same
+  step given the host's (`int_buckets="host"`), on two like tables.
 - `adaptive_step_capacity_2_23`: the same step with a dynamic capacity of 2**23
   against 2**20 (both holding the same 512K keys). Target: ratio <= 1.2.
 - `adaptive_step_count_min_admission`: the step with no mask, ids admitted by a
@@ -90,13 +95,26 @@ class Adaptive:
             ranks = np.arange(start, min(start + batch, frequent))
             self.run((self.features(ranks, by_mask=True), None))
 
-    def features(self, ranks: np.ndarray, by_mask: bool = True) -> dict:
+    def features(
+        self, ranks: np.ndarray, by_mask: bool = True, int_buckets: str = "device"
+    ) -> dict:
         """A prepared batch: routed by the frequency-threshold mask, or left to
-        the column's admission filter."""
+        the column's admission filter; its static buckets computed in the step
+        (the default) or, `int_buckets="host"`, here."""
         values = self.raw[ranks]
         batch = aj.sparse.from_dense(values[:, None], missing=None)
         masks = {"ids": (ranks < self.frequent).astype(np.int32)} if by_mask else None
-        return fc.prepare({"ids": batch}, [self.column], adaptive_mask_tensors=masks)
+        return fc.prepare(
+            {"ids": batch},
+            [self.column],
+            adaptive_mask_tensors=masks,
+            int_buckets=int_buckets,
+        )
+
+    def buckets(self, ranks: np.ndarray) -> np.ndarray:
+        """The static buckets of a batch, as TensorFlow finds them."""
+        features = self.features(ranks, int_buckets="host")
+        return np.asarray(features["ids_embedding"].buckets)
 
     def run(self, item) -> None:
         features, _ = item
@@ -110,6 +128,27 @@ class Adaptive:
         del item
         self.state = self.evict(self.state)
         jax.block_until_ready(self.state)
+
+
+def step_buckets(args, rng: np.random.Generator, raw, runs: int, warmup: int) -> None:
+    """The step computing its int ids' buckets (`prepare`'s default) against
+    the same step given them from the host, on two like tables, the same
+    batches."""
+    device = Adaptive(2**21, raw, frequent=1_000_000, batch=args.batch)
+    host = Adaptive(2**21, raw, frequent=1_000_000, batch=args.batch)
+    batches = []
+    for _ in range(runs + warmup):
+        ranks = zipf_ranks(rng, args.batch, len(raw))
+        batches.append(
+            (device.features(ranks), host.features(ranks, int_buckets="host"))
+        )
+    ms, base = paired_medians(
+        lambda b: device.run((b[0], None)),
+        lambda b: host.run((b[1], None)),
+        batches,
+        warmup,
+    )
+    report("adaptive_step_buckets_in_step", ms, base, baseline="the host's buckets")
 
 
 def tensorflow_step(rng: np.random.Generator):
@@ -169,7 +208,7 @@ def main() -> None:
         start = time.perf_counter()
         features = ours.features(ranks)
         prepare_ms.append((time.perf_counter() - start) * 1e3)
-        batches.append((features, np.asarray(features["ids_embedding"].buckets)))
+        batches.append((features, ours.buckets(ranks)))
     dynamic_share = float(
         np.mean(
             [np.mean(np.asarray(f["ids_embedding"].to_dynamic)) for f, _ in batches]
@@ -189,6 +228,7 @@ def main() -> None:
         )
     del ours
 
+    step_buckets(args, rng, raw, runs, warmup)
     small = Adaptive(2**20, raw, frequent=2**19, batch=args.batch)
     large = Adaptive(2**23, raw, frequent=2**19, batch=args.batch)
     batches = []

@@ -119,6 +119,7 @@ def test_the_train_step_exports_for_cuda_and_tpu_without_custom_calls(make_colum
     state = fc.init_state(columns, OPT, jax.random.key(0))
     raw, labels = features()
     prepared = fc.prepare(raw, columns, size=SIZE)
+    assert all(p.buckets is None for p in prepared.values())  # hashed in the step
     text = exported_text(make_step(columns), state, prepared, labels)
     assert "stablehlo.while" in text or "stablehlo.case" in text  # the whole step
     assert offenders(text) == []

@@ -29,10 +29,11 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from adaptive_jax import ids as ids_lib
-from adaptive_jax.ids import _fingerprint, _host_ids
+from adaptive_jax.ids import _dense, _device_fingerprint, _fingerprint, _host_ids
 from adaptive_jax.ids import sparse as sparse_lib
 
 
@@ -132,6 +133,7 @@ def column_ids(
     members: Sequence[Member],
     masks: Mapping[str, Any] | None = None,
     size: int | None = None,
+    int_buckets: str = "host",
 ) -> tuple[_host_ids.ColumnIds, int]:
     """The `ColumnIds` of a stacked column from its members' features, on the host.
 
@@ -145,6 +147,8 @@ def column_ids(
         member), for every member or for none; None for none.
       size: the padded number of entries of the stacked batch; None for a power
         of two.
+      int_buckets: "host" or "device": where int ids' buckets are computed
+        (`_host_ids.keys_and_buckets`).
 
     Returns:
       `(ColumnIds of batch_size batch * F, batch)`.
@@ -165,7 +169,12 @@ def column_ids(
         )
     if not masked:
         dense = _dense_column_ids(
-            features, key=key, dtype=dtype, members=members, size=size
+            features,
+            key=key,
+            dtype=dtype,
+            members=members,
+            size=size,
+            int_buckets=int_buckets,
         )
         if dense is not None:
             return dense
@@ -183,7 +192,11 @@ def column_ids(
                 f"examples, member '{members[0].key}' {batch_size}"
             )
         keys, buckets = _host_ids.keys_and_buckets(
-            batch, key=member.key, dtype=dtype, hash_bucket_size=member.hash_bucket_size
+            batch,
+            key=member.key,
+            dtype=dtype,
+            hash_bucket_size=member.hash_bucket_size,
+            int_buckets=int_buckets,
         )
         valid = np.asarray(batch.valid)
         indices = np.asarray(batch.indices)[valid]
@@ -196,16 +209,14 @@ def column_ids(
                 indices[:, 0].astype(np.int64) * num_fields + field,
                 indices[:, 1],
                 salted_keys(keys[valid], member.key),
-                buckets[valid].astype(np.int64) + start,
+                None if buckets is None else buckets[valid].astype(np.int64) + start,
                 weights,
                 mask,
                 int(np.asarray(batch.dense_shape)[1]),
             )
         )
     merged = _merged(parts, batch_size, num_fields, dtype, size, key)
-    buckets = [m.hash_bucket_size for m in members]
-    total = None if None in buckets else sum(buckets)
-    return merged.replace(hash_bucket_size=total), batch_size
+    return merged.replace(hash_bucket_size=_buckets_of(members)), batch_size
 
 
 def _merged(
@@ -234,8 +245,10 @@ def _merged(
     indices[:num_ids, 0], indices[:num_ids, 1] = rows[order], positions[order]
     padded_keys = np.zeros(size, np.int64)
     padded_keys[:num_ids] = np.concatenate(keys)[order]
-    padded_buckets = np.zeros(size, np.int32)
-    padded_buckets[:num_ids] = np.concatenate(buckets)[order]
+    padded_buckets = None
+    if buckets[0] is not None:
+        padded_buckets = np.zeros(size, np.int32)
+        padded_buckets[:num_ids] = np.concatenate(buckets)[order]
     padded_weights = None
     if any(w is not None for w in weights):
         every = [
@@ -267,13 +280,42 @@ def _dense_column_ids(
     dtype: str,
     members: Sequence[Member],
     size: int | None,
+    int_buckets: str,
 ) -> tuple[_host_ids.ColumnIds, int] | None:
     """`column_ids` without masks when every member's feature is a dense numpy
     array of the column's kind, all of one batch: the members side by side
     are one dense batch, whose entries come out example-major and by member
-    already, hashed in one pass. None otherwise (the general path then does
-    each member on its own, and names any bad one)."""
+    already, hashed in one pass (one id per example: `ids._dense`). None
+    otherwise (the general path then does each member on its own, and names
+    any bad one)."""
     arrays = [features[m.key] for m in members]
+    batch_size = arrays[0].shape[0] if isinstance(arrays[0], np.ndarray) else None
+    kinds = {a.dtype.kind for a in arrays if isinstance(a, np.ndarray)}
+    if (
+        all(_dense.accepts(a, dtype) for a in arrays)
+        and (len(kinds) == 1 or kinds <= {"i", "u"})
+        and {a.shape[0] for a in arrays} == {batch_size}
+    ):
+        if dtype == "int32":
+            for member, array in zip(members, arrays, strict=True):
+                _dense.check_int32(array, member.key)
+        salts, starts, bucket_sizes = _member_tables(tuple(members))
+        sizes = [m.hash_bucket_size for m in members]
+        tables = _dense.Tables(
+            salts, None if not any(sizes) else bucket_sizes, starts.astype(np.int64)
+        )
+        strings = dtype == "string"
+        (column_ids,) = _dense.column_ids(
+            arrays,
+            stacked=True,
+            strings=strings,
+            tables=tables,
+            buckets=strings or int_buckets == "host",
+            size=size,
+            keys=[key],
+            hash_bucket_sizes=[_buckets_of(members)],
+        )
+        return column_ids, batch_size
     if not all(isinstance(a, np.ndarray) and a.ndim in (1, 2) for a in arrays):
         return None
     kinds = {a.dtype.kind for a in arrays}
@@ -299,10 +341,11 @@ def _dense_column_ids(
         per_entry = np.ones(batch.size, np.uint64)
         per_entry[entries] = bucket_sizes[field]
     keys, buckets = _host_ids.keys_and_buckets(
-        batch, key=key, dtype=dtype, hash_bucket_size=per_entry
+        batch, key=key, dtype=dtype, hash_bucket_size=per_entry, int_buckets=int_buckets
     )
     keys[entries] ^= salts[field]
-    buckets[entries] += starts[field]
+    if buckets is not None:
+        buckets[entries] += starts[field]
     indices[entries, 1] -= (np.cumsum(widths) - widths).astype(np.int32)[field]
     indices[entries, 0] = indices[entries, 0] * len(members) + field  # ...its row
     indices[num_ids:, 0] = batch_size * len(members)
@@ -312,8 +355,19 @@ def _dense_column_ids(
         dense_shape=np.asarray([batch_size * len(members), widths.max()], np.int32),
         batch_size=batch_size * len(members),
     )
-    column_ids = _host_ids.ColumnIds(ids=stacked, buckets=buckets, to_dynamic=None)
+    column_ids = _host_ids.ColumnIds(
+        ids=stacked,
+        buckets=buckets,
+        to_dynamic=None,
+        hash_bucket_size=_buckets_of(members),
+    )
     return column_ids, batch_size
+
+
+def _buckets_of(members: Sequence[Member]) -> int | None:
+    """A stacked column's static buckets (None without static table)."""
+    sizes = [m.hash_bucket_size for m in members]
+    return None if None in sizes else sum(sizes)
 
 
 @functools.lru_cache(maxsize=64)
@@ -325,3 +379,40 @@ def _member_tables(
     salts = np.array([salt(m.key) for m in members], np.int64)
     sizes = np.array([m.hash_bucket_size or 1 for m in members], np.uint64)
     return salts, offsets(members).astype(np.int32), sizes
+
+
+def step_buckets(
+    inputs: _host_ids.ColumnIds,
+    hash_bucket_size: int | None,
+    members: Sequence[Member] | None,
+) -> _host_ids.ColumnIds:
+    """`inputs` with their static buckets: as prepared, or, for int ids
+    prepared with `int_buckets="device"` (buckets None), computed here from
+    their keys, inside the jitted step: TensorFlow's buckets, bit for bit
+    those the host finds (`ids._device_fingerprint`). A stacked member's id
+    is its key XOR its salt, its member the entry's row modulo the members,
+    its bucket moved to its segment. Padding gets bucket 0, as on the host.
+
+    Args:
+      inputs: a column's prepared ids.
+      hash_bucket_size: the column's static buckets (None: none).
+      members: a stacked column's members, or None.
+    """
+    if inputs.buckets is not None:
+        return inputs
+    batch = inputs.ids
+    buckets = jnp.zeros(batch.valid.shape, jnp.int32)
+    if members is None and hash_bucket_size is not None:
+        buckets = _device_fingerprint.buckets(batch.values, (hash_bucket_size,), None)
+    elif members is not None and any(m.hash_bucket_size for m in members):
+        salts, starts, sizes = _member_tables(tuple(members))
+        which = batch.row_ids % len(members)
+        salt = ids_lib.split(salts)
+        raw = ids_lib.Ids(
+            batch.values.hi ^ jnp.asarray(salt.hi)[which],
+            batch.values.lo ^ jnp.asarray(salt.lo)[which],
+        )
+        sizes = tuple(int(n) for n in sizes)
+        buckets = _device_fingerprint.buckets(raw, sizes, which)
+        buckets = buckets + jnp.asarray(starts)[which]
+    return inputs.replace(buckets=jnp.where(batch.valid, buckets, 0))

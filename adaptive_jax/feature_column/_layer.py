@@ -255,14 +255,15 @@ def _input_layer(
             categorical, name = column.categorical_column, column.name
             options = _step_options(column, optimizer, training)
             placement = _placement(layout, name, axis_name)
+            inputs = stacking.step_buckets(
+                features[name], categorical.hash_bucket_size, categorical.members
+            )
             if categorical.partition_num is None:
-                looked_up = adaptive.lookup(
-                    state[name], features[name], options, placement
-                )
+                looked_up = adaptive.lookup(state[name], inputs, options, placement)
             else:
                 looked_up = partitioned.lookup(
                     state[name],
-                    features[name],
+                    inputs,
                     options,
                     placement,
                     num_partitions=categorical.partition_num,

@@ -16,7 +16,9 @@ from adaptive_jax.feature_column._specs import (
     EmbeddingColumn,
     ordered,
 )
-from adaptive_jax.ids import _host_ids
+from adaptive_jax.ids import _dense, _host_ids
+
+INT_BUCKETS = ("device", "host")
 
 
 def _routing_mask(categorical: CategoricalColumn, masks: Mapping[str, Any]) -> Any:
@@ -39,8 +41,14 @@ def prepare(
     *,
     adaptive_mask_tensors: Mapping[str, Any] | None = None,
     size: int | None = None,
+    int_buckets: str = "device",
 ) -> dict[str, adaptive.ColumnIds]:
     """Turns raw features into the `ColumnIds` of each column, on the host.
+
+    Dense numpy features of one id per example (`[batch]` or `[batch, 1]`)
+    without masks take a fast path (`ids._dense`): all of a stacked column's
+    members, and all single-feature columns of one kind, in whole-array
+    passes.
 
     Args:
       features: a dict from feature key to the feature's ids: `SparseIds`, a
@@ -52,12 +60,22 @@ def prepare(
         value per sparse id, in the order of the sparse values.
       size: a fixed padded number of ids per column (a stacked column's: of
         all its members); None for powers of two.
+      int_buckets: where TensorFlow's static buckets of int ids are computed:
+        "device" (the default) leaves them to the jitted step, which hashes
+        each key's decimal string there (`ColumnIds.buckets` is None; on the
+        host an int id is then only copied), "host" computes them here. Both
+        give the same buckets, bit for bit; string ids' buckets are always
+        computed here.
 
     Raises:
       ValueError: a missing feature, a mask of the wrong length, a mask for a
         column that is not adaptive, ids of the wrong kind, or batches of
         different sizes; each names the column.
     """
+    if int_buckets not in INT_BUCKETS:
+        raise ValueError(
+            f"int_buckets must be one of {INT_BUCKETS}, got {int_buckets!r}"
+        )
     columns = ordered(feature_columns)
     masks = dict(adaptive_mask_tensors or {})
     adaptive_keys = {
@@ -67,17 +85,22 @@ def prepare(
         for k in c.categorical_column.feature_keys
     }
     _host_ids.check_masks(masks, adaptive_keys, "adaptive_mask_tensors")
-    prepared, batch_sizes = {}, set()
+    prepared, batch_sizes, dense = {}, set(), []
     for column in columns:
         categorical = column.categorical_column
         if categorical.members is not None:
             prepared[column.name], examples = _prepare_stacked(
-                features, categorical, masks, size
+                features, categorical, masks, size, int_buckets
             )
             batch_sizes.add(examples)
             continue
         _host_ids.check_present(features, categorical.key)
         mask = _routing_mask(categorical, masks) if categorical.adaptive else None
+        if mask is None and _dense.accepts(
+            features[categorical.key], categorical.dtype
+        ):
+            dense.append(column)
+            continue
         prepared[column.name], examples = _host_ids.feature_ids(
             features,
             key=categorical.key,
@@ -85,10 +108,23 @@ def prepare(
             hash_bucket_size=categorical.hash_bucket_size,
             mask=mask,
             size=size,
+            int_buckets=int_buckets,
         )
         batch_sizes.add(examples)
-    _host_ids.one_batch_size(batch_sizes)
-    return prepared
+    specs = [
+        (
+            c.categorical_column.key,
+            c.categorical_column.dtype,
+            c.categorical_column.hash_bucket_size,
+        )
+        for c in dense
+    ]
+    together, examples = _dense.single_columns(
+        features, specs, size=size, int_buckets=int_buckets
+    )
+    prepared.update(zip((c.name for c in dense), together, strict=True))
+    _host_ids.one_batch_size(batch_sizes | examples)
+    return {c.name: prepared[c.name] for c in columns}
 
 
 def _prepare_stacked(
@@ -96,6 +132,7 @@ def _prepare_stacked(
     categorical: CategoricalColumn,
     masks: Mapping[str, Any],
     size: int | None,
+    int_buckets: str,
 ) -> tuple[adaptive.ColumnIds, int]:
     """A stacked column's `ColumnIds` and its number of examples."""
     member_masks = {k: masks[k] for k in categorical.feature_keys if k in masks}
@@ -116,4 +153,5 @@ def _prepare_stacked(
         members=categorical.members,
         masks=member_masks or None,
         size=size,
+        int_buckets=int_buckets,
     )

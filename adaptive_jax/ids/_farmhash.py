@@ -47,6 +47,8 @@ class Words:
       reads_anywhere: every class of the algorithm up to 32 bytes reads
         inside the rows whatever a string's length (so one class may hash
         every lane, its results for other lengths then overwritten).
+      length: the one length of every string, or None: reads from a
+        string's end are then at one offset, found without a pass.
     """
 
     words: np.ndarray
@@ -54,6 +56,17 @@ class Words:
     lengths: np.ndarray
     row: np.ndarray | None = None
     reads_anywhere: bool = False
+    length: int | None = None
+
+    def before_end(self, count: int) -> np.ndarray | int:
+        """Each string's offset `count` bytes before its end."""
+        return self.lengths - count if self.length is None else self.length - count
+
+    def lengths64(self) -> np.ndarray:
+        """The lengths as uint64 (one, broadcast, when they are one)."""
+        if self.length is None:
+            return self.lengths.astype(_U64)
+        return np.full(1, _U64(self.length))
 
     def take(self, lanes: np.ndarray | slice) -> Words:
         """The strings `lanes` (indices or a slice), as a layout of their own."""
@@ -105,81 +118,106 @@ class Words:
         return self.fetch64(offset) & _U64(0xFFFFFFFF)
 
 
+# The arithmetic works in place on the arrays it has made (`x *= mul`), never
+# on its arguments (a read may be a view of the words): at 8,192 lanes an
+# array fewer is a pass fewer over memory.
+
+
 def _rotate(value: np.ndarray, shift: int) -> np.ndarray:
-    """Rotate right by `shift` in [1, 63]."""
-    return (value >> _U64(shift)) | (value << _U64(64 - shift))
+    """Rotate right by `shift` in [1, 63], into a new array."""
+    out = value >> _U64(shift)
+    out |= value << _U64(64 - shift)
+    return out
 
 
 def _shift_mix(value: np.ndarray) -> np.ndarray:
-    return value ^ (value >> _U64(47))
+    """`value ^ (value >> 47)`, in place."""
+    value ^= value >> _U64(47)
+    return value
 
 
 def _hash_len16(u: np.ndarray, v: np.ndarray, mul: np.ndarray) -> np.ndarray:
     """farmhash's `HashLen16(u, v, mul)`: two multiply-xorshift rounds."""
-    a = _shift_mix((u ^ v) * mul)
-    b = _shift_mix((v ^ a) * mul)
-    return b * mul
+    a = u ^ v
+    a *= mul
+    b = v ^ _shift_mix(a)
+    b *= mul
+    _shift_mix(b)
+    b *= mul
+    return b
 
 
-def _multiplier(lengths: np.ndarray) -> np.ndarray:
+def _multiplier(s: Words) -> np.ndarray:
     """`k2 + 2 * len`, the multiplier of the 4-to-64-byte cases (one number
     when the strings have one length, which saves an array)."""
-    shortest = int(lengths.min())
-    if shortest == int(lengths.max()):
-        return np.full(1, _K2 + _U64(2 * shortest))  # one lane, broadcast
-    return _K2 + (lengths.astype(_U64) << _U64(1))
+    if s.length is not None:
+        return np.full(1, _K2 + _U64(2 * s.length))  # one lane, broadcast
+    return _K2 + (s.lengths.astype(_U64) << _U64(1))
 
 
 def _len1to3(s: Words) -> np.ndarray:
     first = s.fetch64(0)  # the string's 1-3 bytes are in its first word
-    length = s.lengths.astype(_U64)
+    length = s.lengths64()
     a = first & _U64(0xFF)
     b = (first >> ((length >> _U64(1)) << _U64(3))) & _U64(0xFF)
     c = (first >> ((length - _U64(1)) << _U64(3))) & _U64(0xFF)
     y = a + (b << _U64(8))
     z = length + (c << _U64(2))
-    return _shift_mix((y * _K2) ^ (z * _K0)) * _K2
+    y *= _K2
+    z *= _K0
+    y ^= z
+    _shift_mix(y)
+    y *= _K2
+    return y
 
 
 def _len4to7(s: Words) -> np.ndarray:
-    mul = _multiplier(s.lengths)
-    a = s.fetch32(0)
-    b = s.fetch32(s.lengths - 4)
-    return _hash_len16(s.lengths.astype(_U64) + (a << _U64(3)), b, mul)
+    mul = _multiplier(s)
+    a = s.fetch32(0) << _U64(3)
+    a += s.lengths64()
+    return _hash_len16(a, s.fetch32(s.before_end(4)), mul)
 
 
 def _len8to16(s: Words) -> np.ndarray:
-    mul = _multiplier(s.lengths)
+    mul = _multiplier(s)
     a = s.fetch64(0) + _K2
-    b = s.fetch64(s.lengths - 8)
-    c = _rotate(b, 37) * mul + a
-    d = (_rotate(a, 25) + b) * mul
+    b = s.fetch64(s.before_end(8))
+    c = _rotate(b, 37)
+    c *= mul
+    c += a
+    d = _rotate(a, 25)
+    d += b
+    d *= mul
     return _hash_len16(c, d, mul)
 
 
 def _len17to32(s: Words) -> np.ndarray:
-    mul = _multiplier(s.lengths)
+    mul = _multiplier(s)
     a = s.fetch64(0) * _K1
     b = s.fetch64(8)
-    c = s.fetch64(s.lengths - 8) * mul
-    d = s.fetch64(s.lengths - 16) * _K2
-    return _hash_len16(
-        _rotate(a + b, 43) + _rotate(c, 30) + d, a + _rotate(b + _K2, 18) + c, mul
-    )
+    c = s.fetch64(s.before_end(8)) * mul
+    d = s.fetch64(s.before_end(16)) * _K2
+    u = _rotate(a + b, 43)
+    u += _rotate(c, 30)
+    u += d
+    v = _rotate(b + _K2, 18)
+    v += a
+    v += c
+    return _hash_len16(u, v, mul)
 
 
 def _len33to64(s: Words) -> np.ndarray:
-    mul = _multiplier(s.lengths)
+    mul = _multiplier(s)
     a = s.fetch64(0) * _K2
     b = s.fetch64(8)
-    c = s.fetch64(s.lengths - 8) * mul
-    d = s.fetch64(s.lengths - 16) * _K2
+    c = s.fetch64(s.before_end(8)) * mul
+    d = s.fetch64(s.before_end(16)) * _K2
     y = _rotate(a + b, 43) + _rotate(c, 30) + d
     z = _hash_len16(y, a + _rotate(b + _K2, 18) + c, mul)
     e = s.fetch64(16) * mul
     f = s.fetch64(24)
-    g = (y + s.fetch64(s.lengths - 32)) * mul
-    h = (z + s.fetch64(s.lengths - 24)) * mul
+    g = (y + s.fetch64(s.before_end(32))) * mul
+    h = (z + s.fetch64(s.before_end(24))) * mul
     return _hash_len16(
         _rotate(e + f, 43) + _rotate(g, 30) + h, e + _rotate(f + a, 18) + g, mul
     )
@@ -274,6 +312,8 @@ def fingerprint64(strings: Words) -> np.ndarray:
     if shortest > 0:
         for low, high, hash_class in _CLASSES:
             if shortest >= low and (high is None or longest <= high):
+                if shortest == longest and high is not None:
+                    strings = dataclasses.replace(strings, length=shortest)
                 return hash_class(strings)  # one class holds them all
     classes = []  # (lanes, hash) of each class with strings in it
     for low, high, hash_class in _CLASSES:

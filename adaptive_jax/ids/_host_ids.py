@@ -49,7 +49,8 @@ def keys_and_buckets(
     key: str,
     dtype: str,
     hash_bucket_size: int | np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
+    int_buckets: str = "host",
+) -> tuple[np.ndarray, np.ndarray | None]:
     """DeepRec's dynamic-table keys and TensorFlow's static buckets, on the host.
 
     Args:
@@ -59,9 +60,12 @@ def keys_and_buckets(
       hash_bucket_size: the static table's buckets; or `[batch.size]` of
         them, one per entry (a stacked column's members); or None (buckets
         all 0).
+      int_buckets: "host" computes the buckets of int ids here; "device"
+        leaves them to the step (`step_buckets`), which finds the same.
 
     Returns:
-      `(keys int64, buckets int32)`, each `[batch.size]`; 0 for padding.
+      `(keys int64, buckets int32 or None)`, each `[batch.size]`; 0 for
+      padding; buckets None for int ids with `int_buckets="device"`.
 
     Raises:
       ValueError: string ids for an int column, or the other way round.
@@ -79,6 +83,8 @@ def keys_and_buckets(
     if batch.strings:
         keys = np.zeros(values.shape, np.int64)
         keys[real] = values[real].view(np.uint64) % _STRING_KEY_MODULUS
+    if not batch.strings and int_buckets == "device":
+        return keys, None
     buckets = np.zeros(values.shape, np.int32)
     if hash_bucket_size is not None:
         if batch.strings:
@@ -97,7 +103,9 @@ class ColumnIds:
 
     Attributes:
       ids: `SparseIds` whose values are the dynamic-table keys.
-      buckets: `[size] int32`, each id's static bucket (0 without static table).
+      buckets: `[size] int32`, each id's static bucket (0 without static
+        table); or None for int ids whose buckets the step computes from
+        their keys (`prepare(..., int_buckets="device")`).
       to_dynamic: `[size] bool`, the routing mask (1: dynamic table); None to
         let the admission filter (or, serving, the presence of a row) route.
       hash_bucket_size: static, the buckets `buckets` were computed for (None:
@@ -106,7 +114,7 @@ class ColumnIds:
     """
 
     ids: sparse_lib.SparseIds
-    buckets: jax.Array
+    buckets: jax.Array | None
     to_dynamic: jax.Array | None
     hash_bucket_size: int | None = struct.field(pytree_node=False, default=None)
 
@@ -140,10 +148,15 @@ def column_ids(
     dtype: str,
     hash_bucket_size: int | None,
     mask: Any = None,
+    int_buckets: str = "host",
 ) -> ColumnIds:
     """A column's `ColumnIds`: keys, buckets and the routing mask (None: none)."""
     keys, buckets = keys_and_buckets(
-        batch, key=key, dtype=dtype, hash_bucket_size=hash_bucket_size
+        batch,
+        key=key,
+        dtype=dtype,
+        hash_bucket_size=hash_bucket_size,
+        int_buckets=int_buckets,
     )
     if mask is not None:
         mask = routing_mask(batch, key, mask)
@@ -165,6 +178,7 @@ def feature_ids(
     hash_bucket_size: int | None,
     mask: Any = None,
     size: int | None = None,
+    int_buckets: str = "host",
 ) -> tuple[ColumnIds, int]:
     """`(ColumnIds, batch size)` of the feature `key` of `features` (any form
     `as_sparse` takes), for a column of one feature.
@@ -176,7 +190,12 @@ def feature_ids(
     check_present(features, key)
     batch = as_sparse(features[key], key, size)
     ids = column_ids(
-        batch, key=key, dtype=dtype, hash_bucket_size=hash_bucket_size, mask=mask
+        batch,
+        key=key,
+        dtype=dtype,
+        hash_bucket_size=hash_bucket_size,
+        mask=mask,
+        int_buckets=int_buckets,
     )
     return ids, batch.batch_size
 

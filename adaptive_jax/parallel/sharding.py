@@ -37,6 +37,7 @@ too):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ from jax.sharding import PartitionSpec as P
 
 from adaptive_jax import feature_column as fc
 from adaptive_jax import ids as ids_lib
-from adaptive_jax.column import adaptive
+from adaptive_jax.column import adaptive, stacking
 from adaptive_jax.ids import _device_hash
 from adaptive_jax.ids import sparse as sparse_lib
 from adaptive_jax.parallel.layout import Layout as Layout
@@ -60,14 +61,16 @@ def prepare(
     *,
     adaptive_mask_tensors: Mapping[str, Any] | None = None,
     size: int | None = None,
+    int_buckets: str = "device",
 ) -> dict[str, adaptive.ColumnIds]:
     """`feature_column.prepare` for a mesh: this process's examples split into
     equal runs, one per local device along the axis, and placed as global
     arrays split over the axis (each device's `batch_size` is its share).
 
     Args:
-      features, adaptive_mask_tensors: as `feature_column.prepare`; the number
-        of examples must divide evenly over this process's devices.
+      features, adaptive_mask_tensors, int_buckets: as
+        `feature_column.prepare`; the number of examples must divide evenly
+        over this process's devices.
       feature_columns: the columns.
       layout: the layout.
       size: ids per device per column (padded); None for the smallest power of
@@ -81,7 +84,10 @@ def prepare(
     layout.check(feature_columns)
     devices = _local_devices(layout)
     whole = fc.prepare(
-        features, feature_columns, adaptive_mask_tensors=adaptive_mask_tensors
+        features,
+        feature_columns,
+        adaptive_mask_tensors=adaptive_mask_tensors,
+        int_buckets=int_buckets,
     )
     fields = {c.name: c.categorical_column.fields for c in feature_columns}
     examples = next(iter(whole.values())).ids.batch_size // fields[next(iter(whole))]
@@ -163,7 +169,7 @@ def _shard(
             strings=batch.strings,
             weights=None if batch.weights is None else pad(np.asarray(batch.weights)),
         ),
-        buckets=pad(np.asarray(inputs.buckets)),
+        buckets=None if inputs.buckets is None else pad(np.asarray(inputs.buckets)),
         to_dynamic=None if mask is None else pad(np.asarray(mask)),
         hash_bucket_size=inputs.hash_bucket_size,
     )
@@ -276,10 +282,29 @@ def suggest_split_limits(
         for batch in batches:
             inputs = batch[column.name]
             valid = np.asarray(inputs.ids.valid)
-            rows = np.asarray(inputs.buckets)[valid].astype(np.int64)
+            rows = _host_buckets(inputs, column.categorical_column)[valid]
+            rows = rows.astype(np.int64)
             pairs = _sources(inputs, devices)[valid] * devices + rows // local
             distinct = np.unique(np.stack([pairs, rows]), axis=1)[0]
             if distinct.size:
                 most = max(most, int(np.bincount(distinct).max()))
         limits[column.name] = _rounded(most * margin)
     return limits
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _step_buckets(
+    inputs: adaptive.ColumnIds,
+    hash_bucket_size: int | None,
+    members: tuple[stacking.Member, ...] | None,
+) -> adaptive.ColumnIds:
+    return stacking.step_buckets(inputs, hash_bucket_size, members)
+
+
+def _host_buckets(inputs: adaptive.ColumnIds, categorical: Any) -> np.ndarray:
+    """The buckets of prepared ids, on the host: as prepared, or as the step
+    computes them (int ids prepared with `int_buckets="device"`)."""
+    if inputs.buckets is None:
+        size, members = categorical.hash_bucket_size, categorical.members
+        inputs = _step_buckets(inputs, size, members)
+    return np.asarray(inputs.buckets)

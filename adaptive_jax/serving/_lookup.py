@@ -25,7 +25,7 @@ from flax import struct
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
 from adaptive_jax.column import combiners, stacking
-from adaptive_jax.ids import _host_ids
+from adaptive_jax.ids import _dense, _host_ids
 from adaptive_jax.serving._format import ColumnExport, Export
 from adaptive_jax.table import _host
 
@@ -129,6 +129,7 @@ def prepare(
     *,
     masks: Mapping[str, Any] | None = None,
     size: int | None = None,
+    int_buckets: str = "device",
 ) -> dict[str, _host_ids.ColumnIds]:
     """Raw features to each column's `ColumnIds`, on the host, as in training.
 
@@ -138,12 +139,16 @@ def prepare(
       masks: optional routing masks of adaptive columns, by column key (one 0/1
         per id); without one, an id with a row reads it.
       size: a fixed padded number of ids per column; None for powers of two.
+      int_buckets: "device" (int ids' static buckets computed in the lookup)
+        or "host" (here), as `feature_column.prepare`: the same buckets.
 
     Raises:
       ValueError: a missing feature, a mask for a column that is not adaptive or
         of the wrong length, ids of the wrong kind, or batches of different
         sizes; each names the column.
     """
+    if int_buckets not in ("device", "host"):
+        raise ValueError(f"int_buckets must be 'device' or 'host', got {int_buckets!r}")
     masks = dict(masks or {})
     adaptive_keys = {
         key
@@ -152,7 +157,7 @@ def prepare(
         for key in _feature_keys(c.column)
     }
     _host_ids.check_masks(masks, adaptive_keys, "masks")
-    prepared, batch_sizes = {}, set()
+    prepared, batch_sizes, dense = {}, set(), []
     for name, serving_column in built.items():
         column = serving_column.column
         if column.members is not None:
@@ -165,8 +170,15 @@ def prepare(
                 members=members,
                 masks=member_masks or None,
                 size=size,
+                int_buckets=int_buckets,
             )
             batch_sizes.add(examples)
+            continue
+        _host_ids.check_present(features, column.key)
+        if column.key not in masks and _dense.accepts(
+            features[column.key], column.dtype
+        ):
+            dense.append(name)
             continue
         prepared[name], examples = _host_ids.feature_ids(
             features,
@@ -175,10 +187,19 @@ def prepare(
             hash_bucket_size=column.hash_bucket_size,
             mask=masks.get(column.key),
             size=size,
+            int_buckets=int_buckets,
         )
         batch_sizes.add(examples)
-    _host_ids.one_batch_size(batch_sizes)
-    return prepared
+    specs = [built[name].column for name in dense]
+    together, examples = _dense.single_columns(
+        features,
+        [(c.key, c.dtype, c.hash_bucket_size) for c in specs],
+        size=size,
+        int_buckets=int_buckets,
+    )
+    prepared.update(zip(dense, together, strict=True))
+    _host_ids.one_batch_size(batch_sizes | examples)
+    return {name: prepared[name] for name in built}
 
 
 def _feature_keys(column: Settings) -> tuple[str, ...]:
@@ -224,7 +245,11 @@ def _lookup(
         scale = combiners.scales(
             batch.row_ids, batch.weights, batch.valid, batch.batch_size, column.combiner
         )
-        values = _column_values(built[name], prepared[name])
+        members = None
+        if column.members is not None:
+            members = tuple(stacking.Member(*m) for m in column.members)
+        inputs = stacking.step_buckets(prepared[name], column.hash_bucket_size, members)
+        values = _column_values(built[name], inputs)
         combined = combiners.combine(values, batch.row_ids, scale, batch.batch_size)
         examples = batch.batch_size // column.fields  # a stacked column's fields
         outputs.append(combined.reshape(examples, column.fields * column.dimension))
