@@ -171,6 +171,19 @@ def test_check_state_is_public_and_passes_a_matching_state():
     fc.check_state(state, columns)  # without the optimizer: slots unchecked
 
 
+def test_an_adagrad_state_exports_and_passes_the_check_without_an_optimizer():
+    """Adagrad's one slot per table against FTRL's two: only the optimizer's
+    own check may tell them apart."""
+    columns = [make(), make(None, key="d"), make(5, capacity=None, key="e")]
+    state = fc.init_state(columns, optim.adagrad(0.1), jax.random.key(0))
+    fc.check_state(state, columns)
+    fc.check_state(state, columns, optim.adagrad(0.1))
+    exported = export.export(state, columns)
+    assert sorted(exported.columns) == sorted(c.name for c in columns)
+    with pytest.raises(ValueError, match="the optimizer Ftrl needs"):
+        fc.check_state(state, columns, OPT)
+
+
 # A gradient against its residuals.
 
 
