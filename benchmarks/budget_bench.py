@@ -191,15 +191,7 @@ def markdown(payload: dict[str, Any]) -> str:
                     f"| {fraction} | {family} | does not fit: its least state is "
                     f"{least} B | | | | | | | |"
                 )
-    lines += ["", "| target | value | met? |", "|---|---|---|"]
-    for name, t in payload["targets"].items():
-        value = "n/a" if t["value"] is None else f"{t['value']:+.4f}"
-        if t.get("interval"):
-            value += f" [{t['interval'][0]:+.4f}, {t['interval'][1]:+.4f}]"
-        met = {True: "**met**", False: "**missed**", None: "not measurable"}[t["met"]]
-        against = f" (against {t['against']})" if t.get("against") else ""
-        lines.append(f"| {name}{against} | {value} | {met} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ctr_bench.target_rows(payload["targets"])) + "\n"
 
 
 def plot(path: pathlib.Path, payload: dict[str, Any], title: str) -> None:

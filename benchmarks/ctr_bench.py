@@ -481,12 +481,21 @@ def markdown(payload: dict[str, Any]) -> str:
             f"| {first} - {second} | {pair['mean']:+.4f} "
             f"[{pair['low']:+.4f}, {pair['high']:+.4f}] |"
         )
-    lines += ["", "| target | value | met? |", "|---|---|---|"]
-    for name, t in payload["targets"].items():
+    return "\n".join(lines + target_rows(payload["targets"])) + "\n"
+
+
+def target_rows(targets: dict[str, dict[str, Any]]) -> list[str]:
+    """The targets as a Markdown table: value (with its interval, if any), met or
+    not, and what it is measured against (if said)."""
+    lines = ["", "| target | value | met? |", "|---|---|---|"]
+    for name, t in targets.items():
         value = "n/a" if t["value"] is None else f"{t['value']:+.4f}"
+        if t.get("interval"):
+            value += f" [{t['interval'][0]:+.4f}, {t['interval'][1]:+.4f}]"
         met = {True: "**met**", False: "**missed**", None: "not measurable"}[t["met"]]
-        lines.append(f"| {name} | {value} | {met} |")
-    return "\n".join(lines) + "\n"
+        against = f" (against {t['against']})" if t.get("against") else ""
+        lines.append(f"| {name}{against} | {value} | {met} |")
+    return lines
 
 
 def main(argv: Sequence[str]) -> None:

@@ -34,26 +34,14 @@ _HOST = re.compile(
 )
 
 
-def adaptive_columns():
+def adaptive_columns(partition_num: int | None = None):
     option = aj.EmbeddingVariableOption(
         capacity=64,
         filter_option=aj.CounterFilter(2),
         evict_option=aj.GlobalStepEvict(3),
     )
     column = fc.categorical_column_with_adaptive_embedding(
-        "a", 16, dtype="int64", ev_option=option
-    )
-    return [fc.embedding_column(column, 4)]
-
-
-def partitioned_columns():
-    option = aj.EmbeddingVariableOption(
-        capacity=64,
-        filter_option=aj.CounterFilter(2),
-        evict_option=aj.GlobalStepEvict(3),
-    )
-    column = fc.categorical_column_with_adaptive_embedding(
-        "a", 16, dtype="int64", partition_num=4, ev_option=option
+        "a", 16, dtype="int64", partition_num=partition_num, ev_option=option
     )
     return [fc.embedding_column(column, 4)]
 
@@ -109,13 +97,9 @@ def offenders(text: str) -> list[str]:
     return found + sorted(ops)
 
 
-@pytest.mark.parametrize(
-    "make_columns",
-    [adaptive_columns, partitioned_columns],
-    ids=["adaptive", "partitioned"],
-)
-def test_the_train_step_exports_for_cuda_and_tpu_without_custom_calls(make_columns):
-    columns = make_columns()
+@pytest.mark.parametrize("partition_num", [None, 4], ids=["adaptive", "partitioned"])
+def test_the_train_step_exports_for_cuda_and_tpu_without_custom_calls(partition_num):
+    columns = adaptive_columns(partition_num)
     state = fc.init_state(columns, OPT, jax.random.key(0))
     raw, labels = features()
     prepared = fc.prepare(raw, columns, size=SIZE)
@@ -126,7 +110,7 @@ def test_the_train_step_exports_for_cuda_and_tpu_without_custom_calls(make_colum
 
 
 def test_the_partitioned_step_on_a_mesh_exports_without_custom_calls():
-    columns = partitioned_columns()
+    columns = adaptive_columns(partition_num=4)
     mesh = Mesh(np.array(jax.devices("cpu")[:4]), ("data",))
     layout = sharding.Layout(mesh, "data")
     state = layout.place(fc.init_state(columns, OPT, jax.random.key(0)), columns)
