@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import statistics
 import sys
 import warnings
@@ -113,9 +114,14 @@ def _auc(columns, model, state, tables, files, args) -> float:
     return metrics.auc(labels, probabilities)
 
 
+def data_directory(name: str) -> pathlib.Path:
+    """Where `benchmarks/data/` builds the real set `name`."""
+    return data.default_directory().parent / name
+
+
 def probe(name: str, seed: int, learning_rate: float, init_stddev: float) -> dict:
     """The four test AUCs of one seed."""
-    directory = data.default_directory().parent / name
+    directory = data_directory(name)
     args = cli.parser().parse_args(
         ["--train", str(directory / "train.txt.gz"),
          "--test", str(directory / "test.txt.gz"),
@@ -161,6 +167,11 @@ def main(argv: list[str]) -> None:
     args = p.parse_args(argv)
     if len(args.seeds) - 1 > max(T_975):
         p.error(f"--seeds: at most {max(T_975) + 1}")
+    for split in ("train", "test"):
+        path = data_directory(args.data) / f"{split}.txt.gz"
+        if not path.exists():
+            p.error(f"--data {args.data}: {path} is missing; build the set first "
+                    "(benchmarks/data/README.md)")  # fmt: skip
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", data.MalformedLineWarning)
