@@ -16,9 +16,7 @@ from adaptive_jax.feature_column._specs import (
     EmbeddingColumn,
     ordered,
 )
-from adaptive_jax.ids import _dense, _host_ids
-
-INT_BUCKETS = ("device", "host")
+from adaptive_jax.ids import _columns, _host_ids
 
 
 def _routing_mask(categorical: CategoricalColumn, masks: Mapping[str, Any]) -> Any:
@@ -72,10 +70,7 @@ def prepare(
         column that is not adaptive, ids of the wrong kind, or batches of
         different sizes; each names the column.
     """
-    if int_buckets not in INT_BUCKETS:
-        raise ValueError(
-            f"int_buckets must be one of {INT_BUCKETS}, got {int_buckets!r}"
-        )
+    _columns.check_int_buckets(int_buckets)
     columns = ordered(feature_columns)
     masks = dict(adaptive_mask_tensors or {})
     adaptive_keys = {
@@ -85,7 +80,7 @@ def prepare(
         for k in c.categorical_column.feature_keys
     }
     _host_ids.check_masks(masks, adaptive_keys, "adaptive_mask_tensors")
-    prepared, batch_sizes, dense = {}, set(), []
+    prepared, batch_sizes, singles = {}, set(), {}
     for column in columns:
         categorical = column.categorical_column
         if categorical.members is not None:
@@ -96,33 +91,13 @@ def prepare(
             continue
         _host_ids.check_present(features, categorical.key)
         mask = _routing_mask(categorical, masks) if categorical.adaptive else None
-        if mask is None and _dense.accepts(
-            features[categorical.key], categorical.dtype
-        ):
-            dense.append(column)
-            continue
-        prepared[column.name], examples = _host_ids.feature_ids(
-            features,
-            key=categorical.key,
-            dtype=categorical.dtype,
-            hash_bucket_size=categorical.hash_bucket_size,
-            mask=mask,
-            size=size,
-            int_buckets=int_buckets,
+        singles[column.name] = _columns.Single(
+            categorical.key, categorical.dtype, categorical.hash_bucket_size, mask
         )
-        batch_sizes.add(examples)
-    specs = [
-        (
-            c.categorical_column.key,
-            c.categorical_column.dtype,
-            c.categorical_column.hash_bucket_size,
-        )
-        for c in dense
-    ]
-    together, examples = _dense.single_columns(
-        features, specs, size=size, int_buckets=int_buckets
+    together, examples = _columns.single_column_ids(
+        features, singles, size=size, int_buckets=int_buckets
     )
-    prepared.update(zip((c.name for c in dense), together, strict=True))
+    prepared.update(together)
     _host_ids.one_batch_size(batch_sizes | examples)
     return {c.name: prepared[c.name] for c in columns}
 

@@ -25,7 +25,7 @@ from flax import struct
 from adaptive_jax import ids as ids_lib
 from adaptive_jax import table as table_lib
 from adaptive_jax.column import combiners, stacking
-from adaptive_jax.ids import _dense, _host_ids
+from adaptive_jax.ids import _columns, _host_ids
 from adaptive_jax.serving._format import ColumnExport, Export
 from adaptive_jax.table import _host
 
@@ -147,8 +147,7 @@ def prepare(
         of the wrong length, ids of the wrong kind, or batches of different
         sizes; each names the column.
     """
-    if int_buckets not in ("device", "host"):
-        raise ValueError(f"int_buckets must be 'device' or 'host', got {int_buckets!r}")
+    _columns.check_int_buckets(int_buckets)
     masks = dict(masks or {})
     adaptive_keys = {
         key
@@ -157,7 +156,7 @@ def prepare(
         for key in _feature_keys(c.column)
     }
     _host_ids.check_masks(masks, adaptive_keys, "masks")
-    prepared, batch_sizes, dense = {}, set(), []
+    prepared, batch_sizes, singles = {}, set(), {}
     for name, serving_column in built.items():
         column = serving_column.column
         if column.members is not None:
@@ -175,29 +174,13 @@ def prepare(
             batch_sizes.add(examples)
             continue
         _host_ids.check_present(features, column.key)
-        if column.key not in masks and _dense.accepts(
-            features[column.key], column.dtype
-        ):
-            dense.append(name)
-            continue
-        prepared[name], examples = _host_ids.feature_ids(
-            features,
-            key=column.key,
-            dtype=column.dtype,
-            hash_bucket_size=column.hash_bucket_size,
-            mask=masks.get(column.key),
-            size=size,
-            int_buckets=int_buckets,
+        singles[name] = _columns.Single(
+            column.key, column.dtype, column.hash_bucket_size, masks.get(column.key)
         )
-        batch_sizes.add(examples)
-    specs = [built[name].column for name in dense]
-    together, examples = _dense.single_columns(
-        features,
-        [(c.key, c.dtype, c.hash_bucket_size) for c in specs],
-        size=size,
-        int_buckets=int_buckets,
+    together, examples = _columns.single_column_ids(
+        features, singles, size=size, int_buckets=int_buckets
     )
-    prepared.update(zip(dense, together, strict=True))
+    prepared.update(together)
     _host_ids.one_batch_size(batch_sizes | examples)
     return {name: prepared[name] for name in built}
 
