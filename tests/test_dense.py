@@ -61,6 +61,12 @@ def batches(draw):
         buckets = draw(st.sampled_from([1, 7, 1000, 2**29 - 1]))
         features[f"f{i}"] = array
         columns.append(categorical(kind, f"f{i}", buckets, dtype))
+    if count > 1 and draw(st.booleans()):  # the columns of one array, as a reader's
+        order = draw(st.permutations(range(count)))
+        whole = np.stack([features[f"f{i}"].reshape(rows) for i in order], axis=1)
+        for at, i in enumerate(order):
+            one = whole[:, at : at + 1]
+            features[f"f{i}"] = one if features[f"f{i}"].ndim == 2 else one[:, 0]
     stacked = draw(st.booleans())
     if stacked:
         columns = [fc.stacked_column(columns, "fields")]
@@ -105,6 +111,39 @@ def test_dense_features_as_the_general_path(batch, int_buckets):
     )
     got = fc.prepare(features, columns, size=size, int_buckets=int_buckets)
     assert_same(got, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 5),
+    st.integers(1, 24),
+    st.sampled_from(["U", "S"]),
+    st.sampled_from(["in order", "shuffled", "gap", "1-d"]),
+    st.randoms(use_true_random=False),
+)
+def test_a_stacked_column_of_one_arrays_columns_as_the_general_path(
+    count, rows, kind, layout, random
+):
+    """A reader's batch: the members are columns of one `[rows, F]` array,
+    hashed in place (in order) or copied (out of order, or a column between
+    them): the same ids either way."""
+    words = ["", "a", "68fd1e64", "é" * 9, "x" * 40]
+    width = count + (layout == "gap")
+    text = [[random.choice(words) for _ in range(width)] for _ in range(rows)]
+    whole = np.array(text, dtype="U")
+    if kind == "S":
+        whole = np.char.encode(whole, "utf-8")
+    members = list(range(count))
+    if layout == "shuffled":
+        random.shuffle(members)
+    elif layout == "gap":
+        members = [m + (m > 0) for m in members]
+    features = {f"f{i}": whole[:, m : m + 1] for i, m in enumerate(members)}
+    if layout == "1-d":
+        features = {k: v[:, 0] for k, v in features.items()}
+    members = [categorical("adaptive", k, 7, "string") for k in features]
+    columns = [fc.embedding_column(fc.stacked_column(members, "fields"), 2)]
+    assert_same(fc.prepare(features, columns), fc.prepare(general(features), columns))
 
 
 def test_a_batch_of_both_paths_and_both_kinds():

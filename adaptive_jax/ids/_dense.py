@@ -11,7 +11,9 @@ general path, bit for bit (`tests/test_dense.py` compares them).
 
 Strings: their bytes, a feature a row (numpy copies strings across far
 slower), as words, Fingerprint64 (`_farmhash`) `_CHUNK` at a
-time, turned example-major for a stacked column, then DeepRec's key and
+time, turned example-major for a stacked column (whose members, when they are
+the consecutive columns of one array, as a reader's batch gives them, are
+hashed in place, already example-major), then DeepRec's key and
 TensorFlow's bucket (`x - x // d * d` by one divisor: numpy divides by one
 number several times faster than it takes a remainder). Int ids are their
 own keys: copied, salted, and bucketed here only with `int_buckets="host"`
@@ -209,18 +211,22 @@ def _strings(
     F]` if `stacked` else `[F, batch]`; present None if no id is missing
     ("")."""
     count, batch = len(features), features[0].shape[0]
-    if count == 1:
-        text = features[0].reshape(1, batch)
-    else:  # one feature a row: numpy copies strings across far slower
-        kind = features[0].dtype.kind
-        width = max(f.dtype.itemsize for f in features) // (4 if kind == "U" else 1)
-        text = _buffer("text", (count, batch), np.dtype(f"{kind}{width}"))
-        np.concatenate([f.reshape(1, batch) for f in features], out=text)
-    prints, lengths = _prints(text)  # [F, batch]
-    if stacked and count > 1:  # to [batch, F]: entry i * F + f
-        across = _buffer("across", (batch, count), np.uint64)
-        np.copyto(across, prints.T)
-        prints, lengths = across, lengths.T
+    side_by_side = _side_by_side(features) if stacked and count > 1 else None
+    if side_by_side is not None:  # already [batch, F]: entry i * F + f
+        prints, lengths = _prints(side_by_side)
+    else:
+        if count == 1:
+            text = features[0].reshape(1, batch)
+        else:  # one feature a row: numpy copies strings across far slower
+            kind = features[0].dtype.kind
+            width = max(f.dtype.itemsize for f in features) // (4 if kind == "U" else 1)
+            text = _buffer("text", (count, batch), np.dtype(f"{kind}{width}"))
+            np.concatenate([f.reshape(1, batch) for f in features], out=text)
+        prints, lengths = _prints(text)  # [F, batch]
+        if stacked and count > 1:  # to [batch, F]: entry i * F + f
+            across = _buffer("across", (batch, count), np.uint64)
+            np.copyto(across, prints.T)
+            prints, lengths = across, lengths.T
     keys = _string_keys(prints, _buffer("keys", prints.shape, np.uint64))
     buckets = _buckets(
         prints, tables, stacked, _buffer("buckets", prints.shape, np.uint64)
@@ -229,6 +235,26 @@ def _strings(
         keys ^= _shaped(tables.salts, stacked).view(np.uint64)
     present = np.greater(lengths, 0, out=_buffer("present", lengths.shape, np.bool_))
     return keys, buckets, None if present.all() else present
+
+
+def _side_by_side(features: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The features as one C-contiguous `[batch, F]` array, without a copy,
+    when they are the consecutive columns of one (a reader's batch, as
+    `data.CriteoReader` makes them); else None. Feature f's row r is then at
+    the first's address plus `r * F + f` items, which the view reads."""
+    first, count = features[0], len(features)
+    item = first.dtype.itemsize
+    start = first.__array_interface__["data"][0]
+    for f, feature in enumerate(features):
+        if feature.dtype != first.dtype or feature.shape[0] != first.shape[0]:
+            return None
+        if feature.strides[0] != count * item and feature.shape[0] > 1:
+            return None
+        if feature.__array_interface__["data"][0] != start + f * item:
+            return None
+    return np.lib.stride_tricks.as_strided(
+        first, (first.shape[0], count), (count * item, item), writeable=False
+    )
 
 
 def _prints(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
