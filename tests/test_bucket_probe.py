@@ -75,3 +75,17 @@ def test_one_seed_gives_a_mean_without_an_interval():
     assert bucket_probe.paired([{"a": 0.8, "b": 0.7}], "a", "b") == {
         "mean": pytest.approx(0.1)
     }
+
+
+@pytest.mark.parametrize("probe", ["bucket_probe", "choice_probe"])
+def test_a_set_not_built_is_refused_by_name(probe, tmp_path, monkeypatch, capsys):
+    import choice_probe  # noqa: PLC0415 (beside bucket_probe, on the same path)
+
+    module = {"bucket_probe": bucket_probe, "choice_probe": choice_probe}[probe]
+    monkeypatch.setattr(bucket_probe, "data_directory", lambda name: tmp_path / name)
+
+    with pytest.raises(SystemExit):
+        module.main(["--data", "nowhere"])
+
+    error = capsys.readouterr().err
+    assert "--data nowhere" in error and "is missing" in error

@@ -98,6 +98,11 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--migration", choices=variants.MIGRATIONS,
                    default=defaults.migration,
                    help="how a promoted id starts (default: %(default)s)")  # fmt: skip
+    m.add_argument("--rare-zero", nargs="+", metavar="FIELD", default=(),
+                   help="fields of adaptive whose rare and unseen ids read 0 "
+                   "as in filtered (no bucket, the same rows): those whose "
+                   "buckets a validation split shows to cost more than they "
+                   "give (benchmarks/choice_probe.py) (default: none)")  # fmt: skip
     m.add_argument("--budget", type=int, metavar="BYTES",
                    help="size every variant to BYTES (feature_column."
                    "size_columns: buckets, capacity and threshold from the "
@@ -130,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
 
 def settings_of(args: argparse.Namespace) -> variants.Settings:
     """The column settings that the options give."""
-    return variants.Settings(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(variants.Settings)}
-    )
+    fields = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(variants.Settings)
+    }
+    return variants.Settings(**fields | {"rare_zero": tuple(args.rare_zero)})

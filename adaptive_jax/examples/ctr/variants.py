@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 
 import adaptive_jax as aj
 from adaptive_jax import adaptive, data, stacking
@@ -78,6 +79,11 @@ class Settings:
         from the data alone.
       budget_of: what `budget` bounds: "training" (the embedding state) or
         "export" (the serving export, every row counted).
+      rare_zero: fields of the "adaptive" variant whose rare and unseen ids
+        read 0, as in "filtered": they keep their rows and admission but get
+        no bucket (a second stacked column, `RARE_ZERO_KEY`, of filtered
+        members), for fields whose buckets a validation split showed to cost
+        more than they give (`benchmarks/ctr_bench.py`'s `adaptive/chosen`).
     """
 
     dimension: int = 8
@@ -93,6 +99,7 @@ class Settings:
     migration: str = "fitted"
     budget: int | None = None
     budget_of: str = "training"
+    rare_zero: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in (
@@ -117,6 +124,18 @@ class Settings:
                 f"Settings.budget_of must be one of {fc.BUDGETS}, got "
                 f"{self.budget_of!r}"
             )
+        unknown = sorted(set(self.rare_zero) - set(data.CATEGORICAL_COLUMNS))
+        if unknown or len(set(self.rare_zero)) != len(self.rare_zero):
+            raise ValueError(
+                f"Settings.rare_zero must name distinct fields of "
+                f"{data.CATEGORICAL_COLUMNS[0]}..{data.CATEGORICAL_COLUMNS[-1]}, "
+                f"got {self.rare_zero!r}"
+            )
+        if self.rare_zero and self.budget is not None:
+            raise ValueError(
+                "Settings.rare_zero and Settings.budget cannot be combined: the "
+                "budget sizes one stacked column per variant"
+            )
         if self.migration not in MIGRATIONS:
             raise ValueError(
                 f"Settings.migration must be one of {MIGRATIONS}, got "
@@ -126,7 +145,8 @@ class Settings:
     def sized(self, counts: IdCounts) -> Settings:
         """These settings with every size left to the data read off `counts`."""
         static = self.hash_bucket_size or max(1, counts.distinct_total)
-        adaptive_buckets = self.adaptive_hash_bucket_size or len(counts.distinct)
+        with_buckets = len(set(counts.distinct) - set(self.rare_zero))
+        adaptive_buckets = self.adaptive_hash_bucket_size or max(1, with_buckets)
         return dataclasses.replace(
             self, hash_bucket_size=static, adaptive_hash_bucket_size=adaptive_buckets
         )
@@ -215,11 +235,16 @@ def describe(
         f"filtered: {rows:,} rows for the {frequent:,} ids seen >= "
         f"{settings.filter_freq} times (x{settings.headroom} headroom); the others "
         "read 0",
-        f"adaptive: {sized.adaptive_hash_bucket_size:,} buckets over the 26 columns "
-        f"by their rare ids "
+        f"adaptive: {sized.adaptive_hash_bucket_size:,} buckets over the "
+        f"{26 - len(settings.rare_zero)} columns with buckets by their rare ids "
         f"({_source(settings.adaptive_hash_bucket_size, 'one per column')}), "
         f"{rows:,} rows as filtered, {evict}, migration "
-        f"'{settings.migration}'",
+        f"'{settings.migration}'"
+        + (
+            f"; the rare ids of {', '.join(settings.rare_zero)} read 0"
+            if settings.rare_zero
+            else ""
+        ),
     ]
 
 
@@ -233,6 +258,7 @@ def _require_at_least(name: str, value: int, least: int) -> None:
 
 
 FIELDS_KEY = "fields"  # the key of the stacked column
+RARE_ZERO_KEY = "fields_rare_zero"  # adaptive's fields of `Settings.rare_zero`
 
 
 def _capacity(expected: int, headroom: float) -> int:
@@ -251,11 +277,11 @@ def columns(
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if settings.budget is not None:
         return list(sizing(variant, counts, settings).columns)
-    categorical = _categorical(variant, counts, settings.sized(counts))
     return [
         fc.embedding_column(
             categorical, settings.dimension, initializer=_initializer(settings)
         )
+        for categorical in _categorical(variant, counts, settings.sized(counts))
     ]
 
 
@@ -265,8 +291,9 @@ def _initializer(settings: Settings):
 
 def _categorical(
     variant: str, counts: IdCounts, settings: Settings
-) -> fc.CategoricalColumn:
-    """The 26 columns of `variant`, sized from the data, stacked into one."""
+) -> list[fc.CategoricalColumn]:
+    """The 26 columns of `variant`, sized from the data, stacked into one (two
+    for "adaptive" with `settings.rare_zero`: its fields without buckets)."""
     keys = data.CATEGORICAL_COLUMNS
     if variant == "static":
         sizes = stacking.proportional_sizes(counts.distinct, settings.hash_bucket_size)
@@ -274,7 +301,7 @@ def _categorical(
             fc.categorical_column_with_hash_bucket(k, sizes[k], dtype="string")
             for k in keys
         ]
-        return fc.stacked_column(members, FIELDS_KEY)
+        return [fc.stacked_column(members, FIELDS_KEY)]
     if variant == "dynamic":
         members = [
             fc.categorical_column_with_embedding(
@@ -287,10 +314,28 @@ def _categorical(
             )
             for k in keys
         ]
-        return fc.stacked_column(members, FIELDS_KEY)
-    # The admission counts sized for the distinct ids the scan found.
+        return [fc.stacked_column(members, FIELDS_KEY)]
+    if variant == "filtered":
+        return [_filtered(keys, FIELDS_KEY, counts, settings, variant)]
+    with_buckets = [k for k in keys if k not in settings.rare_zero]
+    rare_zero = [k for k in keys if k in settings.rare_zero]
+    stacks = []
+    if with_buckets:
+        stacks.append(_adaptive(with_buckets, counts, settings))
+    if rare_zero:
+        key = RARE_ZERO_KEY if with_buckets else FIELDS_KEY
+        stacks.append(_filtered(rare_zero, key, counts, settings, variant))
+    return stacks
+
+
+def _admitted(
+    keys: Sequence[str], counts: IdCounts, settings: Settings, variant: str
+) -> Callable[[str], aj.EmbeddingVariableOption]:
+    """Each field's rows and admission, the admission counts sized for the
+    distinct ids of `keys` that the scan found."""
     admission = aj.CounterFilter(
-        settings.filter_freq, max_element_size=max(1, counts.distinct_total)
+        settings.filter_freq,
+        max_element_size=max(1, sum(counts.distinct[k] for k in keys)),
     )
     evict = _evict(variant, settings)
 
@@ -302,12 +347,27 @@ def _categorical(
             evict_option=evict,
         )
 
-    if variant == "filtered":
-        members = [
-            fc.categorical_column_with_embedding(k, "string", ev_option=option(k))
-            for k in keys
-        ]
-        return fc.stacked_column(members, FIELDS_KEY)
+    return option
+
+
+def _filtered(
+    keys: Sequence[str], key: str, counts: IdCounts, settings: Settings, variant: str
+) -> fc.CategoricalColumn:
+    """The fields `keys` as filtered members (rare ids read 0), stacked as `key`."""
+    option = _admitted(keys, counts, settings, variant)
+    members = [
+        fc.categorical_column_with_embedding(k, "string", ev_option=option(k))
+        for k in keys
+    ]
+    return fc.stacked_column(members, key)
+
+
+def _adaptive(
+    keys: Sequence[str], counts: IdCounts, settings: Settings
+) -> fc.CategoricalColumn:
+    """The fields `keys` as adaptive members, their buckets shared in
+    proportion to their rare ids."""
+    option = _admitted(keys, counts, settings, "adaptive")
     rare = {
         k: counts.distinct[k] - counts.reaching(k, settings.filter_freq) for k in keys
     }

@@ -1,0 +1,140 @@
+"""Which fields keep their buckets: chosen on a validation split.
+
+A field's bucket serves its rare and unseen ids one learnt value. Where those
+ids share something (a long tail of ad ids) it beats 0; where they do not (a
+test split of mostly unseen users) it can cost more than it gives, in serving
+and in the training it shares (docs/claim.md). So the adaptive variant's
+fields are chosen, on data held out of training, among three candidates:
+
+1. every field with its bucket (the plain adaptive variant);
+2. the fields whose bucket, served as 0 in that model's export, raises the
+   validation AUC, without a bucket (`Settings.rare_zero`); the others keep
+   theirs;
+3. no field with a bucket (every field's rare ids read 0, as "filtered").
+
+Each is trained on the training split and scored on the validation split;
+the best AUC wins (ties: the earlier). The first candidate's model is also
+the one whose buckets are served as 0, field by field (fields without ids in
+training are left out: they have nothing to serve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+import jax
+
+from adaptive_jax import data, export, metrics, stacking
+from adaptive_jax.examples.ctr import model as model_lib
+from adaptive_jax.examples.ctr import run, train, variants
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The fields without a bucket, and the evidence.
+
+    Attributes:
+      rare_zero: the chosen fields whose rare ids read 0.
+      candidates: `{name: (fields without a bucket, validation AUC)}`, the
+        three candidates ("buckets", "gainers", "none"; "gainers" left out
+        when no field gains, or every field does).
+      gains: per field with a bucket, the validation AUC of the first
+        candidate with that field's bucket served as 0, minus as trained.
+    """
+
+    rare_zero: tuple[str, ...]
+    candidates: dict[str, tuple[tuple[str, ...], float]]
+    gains: dict[str, float]
+
+
+def _trained(
+    settings: variants.Settings, found: run.Survey, files: run.Dataset, args
+) -> tuple[list, model_lib.DeepFM, train.TrainState]:
+    """One pass of the adaptive variant with `settings` over `files.train`."""
+    columns = variants.columns("adaptive", found.train, settings)
+    model = model_lib.DeepFM(settings.dimension)
+    optimizers = train.optimizers(settings.learning_rate)
+    state = train.init(
+        columns, model, optimizers, jax.random.key(args.seed), args.batch_size
+    )
+    step = train.make_step(columns, model, optimizers, settings.evict_every)
+    state, _ = train.train(
+        state,
+        step,
+        run.reader(files.train, args, test=False),
+        columns,
+        batch_size=args.batch_size,
+        progress=False,
+    )
+    return columns, model, state
+
+
+def _auc(columns, model, state, tables, files: run.Dataset, args) -> float:
+    """AUC on `files.test` of the model with these tables."""
+    labels, probabilities = train.predict(
+        export.export(tables, columns),
+        model,
+        state.params,
+        run.reader(files.test, args, test=True),
+    )
+    return metrics.auc(labels, probabilities)
+
+
+def without_bucket(tables: dict[str, Any], column, field: str) -> dict[str, Any]:
+    """`tables` with the static segment of the stacked `column`'s member
+    `field` set to 0: that field's rare and unseen ids served 0."""
+    members = column.categorical_column.members
+    at = [m.key for m in members].index(field)
+    start = int(stacking.offsets(members)[at])
+    stop = start + members[at].hash_bucket_size
+    state = tables[column.name]
+    values = state.static.values.at[start:stop].set(0.0)
+    return tables | {
+        column.name: state.replace(static=state.static.replace(values=values))
+    }
+
+
+def bucket_gains(columns, model, state, found, files, args) -> dict[str, float]:
+    """Per field with rare ids, the validation AUC with its bucket served as
+    0 minus the AUC as trained (the plain adaptive variant's one column)."""
+    (column,) = columns
+    base = _auc(columns, model, state, state.tables, files, args)
+    gains = {}
+    for field in data.CATEGORICAL_COLUMNS:
+        if found.train.distinct.get(field, 0) == 0:
+            continue
+        zeroed = without_bucket(state.tables, column, field)
+        gains[field] = _auc(columns, model, state, zeroed, files, args) - base
+    return gains
+
+
+def choose(
+    settings: variants.Settings,
+    found: run.Survey,
+    files: run.Dataset,
+    args: argparse.Namespace,
+) -> Choice:
+    """The fields of the adaptive variant without a bucket, chosen by
+    validation AUC (`files.test` is the validation split) among the three
+    candidates of the module's docstring."""
+    plain = dataclasses.replace(settings, rare_zero=())
+    columns, model, state = _trained(plain, found, files, args)
+    gains = bucket_gains(columns, model, state, found, files, args)
+    gainers = tuple(f for f, gain in gains.items() if gain > 0)
+    every = tuple(data.CATEGORICAL_COLUMNS)
+    candidates = {
+        "buckets": ((), _auc(columns, model, state, state.tables, files, args))
+    }
+    for name, fields in (("gainers", gainers), ("none", every)):
+        if name == "gainers" and (not fields or len(fields) == len(gains)):
+            continue
+        zeroed = dataclasses.replace(plain, rare_zero=fields)
+        columns, model, state = _trained(zeroed, found, files, args)
+        candidates[name] = (
+            fields,
+            _auc(columns, model, state, state.tables, files, args),
+        )
+    best = max(candidates.values(), key=lambda c: c[1])  # the first of equals
+    return Choice(best[0], candidates, gains)

@@ -1,0 +1,115 @@
+"""Does a validation split choose the fields' buckets as the test split would?
+
+Run: `python benchmarks/choice_probe.py --data NAME [--seeds 0 1 2]
+[--learning-rate 0.01] [--init-stddev 0.01]`, NAME a real set that
+`benchmarks/data/` builds into the cache.
+
+Per seed: the CTR example's `choice.choose` picks, on the training split's
+first 85% and scored on its last 15% (as `ctr_bench.py` tunes), which fields
+of the adaptive variant keep their buckets: all, none (the filtered
+variant), or all but those whose buckets served as 0 raise the validation
+AUC. Then the adaptive, filtered and chosen variants are trained on the whole
+training split and scored on the test split (the chosen one is the adaptive
+or the filtered run when it is one of them). One JSON line per seed, then
+the differences paired by seed with a 95% t interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import statistics
+import sys
+import tempfile
+import warnings
+
+import bucket_probe
+import ctr_bench
+
+from adaptive_jax import data
+from adaptive_jax.examples.ctr import choice, run
+
+VARIANTS = ("adaptive", "filtered", "chosen")
+
+
+def probe(name: str, seed: int, learning_rate: float, init_stddev: float) -> dict:
+    """The choice of one seed on validation, and the three test AUCs."""
+    directory = bucket_probe.data_directory(name)
+    config = ctr_bench.configurations()[ctr_bench.DEFAULT["adaptive"]]
+    with tempfile.TemporaryDirectory() as scratch:
+        fit, valid = ctr_bench._split_off_validation(
+            directory / "train.txt.gz", pathlib.Path(scratch)
+        )
+        args = ctr_bench._options(fit, valid, seed, 128)
+        files = run.dataset(args)
+        found = run.survey(files, args)
+        settings = ctr_bench._settings(config, found.train, learning_rate, init_stddev)
+        chosen = choice.choose(settings, found, files, args)
+    args = ctr_bench._options(
+        directory / "train.txt.gz", directory / "test.txt.gz", seed, 128
+    )
+    files = run.dataset(args)
+    found = run.survey(files, args)
+    settings = ctr_bench._settings(config, found.train, learning_rate, init_stddev)
+    test = {}
+    for variant in ("adaptive", "filtered"):
+        trained = bucket_probe._trained(
+            variant, settings, found, files, args, hold_zero=False
+        )
+        test[variant] = bucket_probe._auc(*trained, trained[2].tables, files, args)
+    name_of = {c[0]: n for n, c in chosen.candidates.items()}[chosen.rare_zero]
+    if name_of == "buckets":
+        test["chosen"] = test["adaptive"]
+    elif name_of == "none":
+        test["chosen"] = test["filtered"]
+    else:
+        picked = dataclasses.replace(settings, rare_zero=chosen.rare_zero)
+        trained = bucket_probe._trained(
+            "adaptive", picked, found, files, args, hold_zero=False
+        )
+        test["chosen"] = bucket_probe._auc(*trained, trained[2].tables, files, args)
+    return {
+        "data": name,
+        "seed": seed,
+        "choice": name_of,
+        "rare_zero": list(chosen.rare_zero),
+        "valid": {n: c[1] for n, c in chosen.candidates.items()},
+        "gains": chosen.gains,
+        **test,
+    }
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="a real set in the cache")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--learning-rate", type=float, default=0.01)
+    p.add_argument("--init-stddev", type=float, default=0.01)
+    args = p.parse_args(argv)
+    if len(args.seeds) - 1 > max(bucket_probe.T_975):
+        p.error(f"--seeds: at most {max(bucket_probe.T_975) + 1}")
+    for split in ("train", "test"):
+        path = bucket_probe.data_directory(args.data) / f"{split}.txt.gz"
+        if not path.exists():
+            p.error(f"--data {args.data}: {path} is missing; build the set first "
+                    "(benchmarks/data/README.md)")  # fmt: skip
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.MalformedLineWarning)
+        warnings.simplefilter("ignore", data.UnusualValueWarning)
+        for seed in args.seeds:
+            rows.append(probe(args.data, seed, args.learning_rate, args.init_stddev))
+            print(json.dumps(rows[-1]), flush=True)
+    pairs = (("chosen", "filtered"), ("chosen", "adaptive"), ("adaptive", "filtered"))
+    print(json.dumps({
+        "data": args.data, "seeds": args.seeds, "learning_rate": args.learning_rate,
+        "choices": [r["choice"] for r in rows],
+        "auc": {k: statistics.fmean(r[k] for r in rows) for k in VARIANTS},
+        "paired": {f"{a} - {b}": bucket_probe.paired(rows, a, b) for a, b in pairs},
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
