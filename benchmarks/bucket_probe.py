@@ -37,13 +37,11 @@ from collections.abc import Callable
 from typing import Any
 
 import ctr_bench
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adaptive_jax import data, export, metrics
-from adaptive_jax.examples.ctr import cli, run, train, variants
-from adaptive_jax.examples.ctr import model as model_lib
+from adaptive_jax import data
+from adaptive_jax.examples.ctr import choice, cli, run, train
 
 SCORES = ("adaptive", "adaptive_served_0", "adaptive_held_0", "filtered")
 T_975 = {
@@ -79,39 +77,10 @@ def _held_at_zero(step: Callable) -> Callable:
     return held
 
 
-def _trained(variant: str, settings, found, files, args, *, hold_zero: bool):
-    """One pass of `variant`: `(columns, model, state)`."""
-    columns = variants.columns(variant, found.train, settings)
-    model = model_lib.DeepFM(settings.dimension)
-    optimizers = train.optimizers(settings.learning_rate)
-    state = train.init(
-        columns, model, optimizers, jax.random.key(args.seed), args.batch_size
-    )
-    step = train.make_step(columns, model, optimizers, settings.evict_every)
-    if hold_zero:
-        step = _held_at_zero(step)
-        state = train.TrainState(
-            state.params, state.opt_state, zero_buckets(state.tables)
-        )
-    state, _ = train.train(
-        state,
-        step,
-        run.reader(files.train, args, test=False),
-        columns,
-        batch_size=args.batch_size,
-        progress=False,
-    )
-    return columns, model, state
-
-
-def _auc(columns, model, state, tables, files, args) -> float:
-    labels, probabilities = train.predict(
-        export.export(tables, columns),
-        model,
-        state.params,
-        run.reader(files.test, args, test=True),
-    )
-    return metrics.auc(labels, probabilities)
+def _holding_zero(step: Callable, state: train.TrainState) -> tuple:
+    """`run.trained`'s `adjust`: the step held at 0, from 0 buckets."""
+    zeroed = train.TrainState(state.params, state.opt_state, zero_buckets(state.tables))
+    return _held_at_zero(step), zeroed
 
 
 def data_directory(name: str) -> pathlib.Path:
@@ -136,14 +105,19 @@ def probe(name: str, seed: int, learning_rate: float, init_stddev: float) -> dic
         settings = ctr_bench._settings(config, found.train, learning_rate, init_stddev)
         holds = (False, True) if family == "adaptive" else (False,)
         for hold in holds:
-            columns, model, state = _trained(
-                family, settings, found, files, args, hold_zero=hold
+            done = run.trained(
+                family,
+                settings,
+                found,
+                files,
+                args,
+                adjust=_holding_zero if hold else None,
             )
             key = "adaptive_held_0" if hold else family
-            result[key] = _auc(columns, model, state, state.tables, files, args)
+            result[key] = choice.auc(done, done.state.tables, files, args)
             if family == "adaptive" and not hold:
-                result["adaptive_served_0"] = _auc(
-                    columns, model, state, zero_buckets(state.tables), files, args
+                result["adaptive_served_0"] = choice.auc(
+                    done, zero_buckets(done.state.tables), files, args
                 )
     return result
 

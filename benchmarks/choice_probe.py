@@ -55,10 +55,8 @@ def probe(name: str, seed: int, learning_rate: float, init_stddev: float) -> dic
     settings = ctr_bench._settings(config, found.train, learning_rate, init_stddev)
     test = {}
     for variant in ("adaptive", "filtered"):
-        trained = bucket_probe._trained(
-            variant, settings, found, files, args, hold_zero=False
-        )
-        test[variant] = bucket_probe._auc(*trained, trained[2].tables, files, args)
+        done = run.trained(variant, settings, found, files, args)
+        test[variant] = choice.auc(done, done.state.tables, files, args)
     name_of = {c[0]: n for n, c in chosen.candidates.items()}[chosen.rare_zero]
     if name_of == "buckets":
         test["chosen"] = test["adaptive"]
@@ -66,10 +64,8 @@ def probe(name: str, seed: int, learning_rate: float, init_stddev: float) -> dic
         test["chosen"] = test["filtered"]
     else:
         picked = dataclasses.replace(settings, rare_zero=chosen.rare_zero)
-        trained = bucket_probe._trained(
-            "adaptive", picked, found, files, args, hold_zero=False
-        )
-        test["chosen"] = bucket_probe._auc(*trained, trained[2].tables, files, args)
+        done = run.trained("adaptive", picked, found, files, args)
+        test["chosen"] = choice.auc(done, done.state.tables, files, args)
     return {
         "data": name,
         "seed": seed,

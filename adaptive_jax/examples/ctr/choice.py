@@ -24,11 +24,8 @@ import argparse
 import dataclasses
 from typing import Any
 
-import jax
-
 from adaptive_jax import data, export, metrics, stacking
-from adaptive_jax.examples.ctr import model as model_lib
-from adaptive_jax.examples.ctr import run, train, variants
+from adaptive_jax.examples.ctr import run, variants
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,37 +46,10 @@ class Choice:
     gains: dict[str, float]
 
 
-def _trained(
-    settings: variants.Settings, found: run.Survey, files: run.Dataset, args
-) -> tuple[list, model_lib.DeepFM, train.TrainState]:
-    """One pass of the adaptive variant with `settings` over `files.train`."""
-    columns = variants.columns("adaptive", found.train, settings)
-    model = model_lib.DeepFM(settings.dimension)
-    optimizers = train.optimizers(settings.learning_rate)
-    state = train.init(
-        columns, model, optimizers, jax.random.key(args.seed), args.batch_size
-    )
-    step = train.make_step(columns, model, optimizers, settings.evict_every)
-    state, _ = train.train(
-        state,
-        step,
-        run.reader(files.train, args, test=False),
-        columns,
-        batch_size=args.batch_size,
-        progress=False,
-    )
-    return columns, model, state
-
-
-def _auc(columns, model, state, tables, files: run.Dataset, args) -> float:
-    """AUC on `files.test` of the model with these tables."""
-    labels, probabilities = train.predict(
-        export.export(tables, columns),
-        model,
-        state.params,
-        run.reader(files.test, args, test=True),
-    )
-    return metrics.auc(labels, probabilities)
+def auc(done: run.Trained, tables: dict[str, Any], files: run.Dataset, args) -> float:
+    """AUC on `files.test` of `done`'s model with these tables."""
+    exported = export.export(tables, done.columns)
+    return metrics.auc(*run.predicted(done, exported, files.test, args))
 
 
 def without_bucket(tables: dict[str, Any], column, field: str) -> dict[str, Any]:
@@ -96,17 +66,18 @@ def without_bucket(tables: dict[str, Any], column, field: str) -> dict[str, Any]
     }
 
 
-def bucket_gains(columns, model, state, found, files, args) -> dict[str, float]:
+def bucket_gains(done: run.Trained, found: run.Survey, files, args) -> dict[str, float]:
     """Per field with rare ids, the validation AUC with its bucket served as
     0 minus the AUC as trained (the plain adaptive variant's one column)."""
-    (column,) = columns
-    base = _auc(columns, model, state, state.tables, files, args)
+    (column,) = done.columns
+    tables = done.state.tables
+    base = auc(done, tables, files, args)
     gains = {}
     for field in data.CATEGORICAL_COLUMNS:
         if found.train.distinct.get(field, 0) == 0:
             continue
-        zeroed = without_bucket(state.tables, column, field)
-        gains[field] = _auc(columns, model, state, zeroed, files, args) - base
+        zeroed = without_bucket(tables, column, field)
+        gains[field] = auc(done, zeroed, files, args) - base
     return gains
 
 
@@ -120,21 +91,16 @@ def choose(
     validation AUC (`files.test` is the validation split) among the three
     candidates of the module's docstring."""
     plain = dataclasses.replace(settings, rare_zero=())
-    columns, model, state = _trained(plain, found, files, args)
-    gains = bucket_gains(columns, model, state, found, files, args)
+    done = run.trained("adaptive", plain, found, files, args)
+    gains = bucket_gains(done, found, files, args)
     gainers = tuple(f for f, gain in gains.items() if gain > 0)
     every = tuple(data.CATEGORICAL_COLUMNS)
-    candidates = {
-        "buckets": ((), _auc(columns, model, state, state.tables, files, args))
-    }
+    candidates = {"buckets": ((), auc(done, done.state.tables, files, args))}
     for name, fields in (("gainers", gainers), ("none", every)):
         if name == "gainers" and (not fields or len(fields) == len(gains)):
             continue
         zeroed = dataclasses.replace(plain, rare_zero=fields)
-        columns, model, state = _trained(zeroed, found, files, args)
-        candidates[name] = (
-            fields,
-            _auc(columns, model, state, state.tables, files, args),
-        )
+        done = run.trained("adaptive", zeroed, found, files, args)
+        candidates[name] = (fields, auc(done, done.state.tables, files, args))
     best = max(candidates.values(), key=lambda c: c[1])  # the first of equals
     return Choice(best[0], candidates, gains)

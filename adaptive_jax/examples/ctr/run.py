@@ -13,13 +13,14 @@ import dataclasses
 import pathlib
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from adaptive_jax import data, export
+from adaptive_jax import feature_column as fc
 from adaptive_jax.examples.ctr import cli, report, scan, train, variants
 from adaptive_jax.examples.ctr import model as model_lib
 
@@ -146,6 +147,61 @@ def _names(files: Sequence[pathlib.Path]) -> str:
     return files[0].name if len(files) == 1 else f"{files[0].name} (+{len(files) - 1})"
 
 
+class Trained(NamedTuple):
+    """A variant after one pass over the training split."""
+
+    columns: list[fc.EmbeddingColumn]
+    model: model_lib.DeepFM
+    state: train.TrainState
+    timing: dict[str, float]
+
+
+Adjust = Callable[[train.Step, train.TrainState], tuple[train.Step, train.TrainState]]
+
+
+def trained(
+    variant: str,
+    settings: variants.Settings,
+    found: Survey,
+    files: Dataset,
+    args: argparse.Namespace,
+    *,
+    adjust: Adjust | None = None,
+) -> Trained:
+    """`variant` trained for one pass over `files.train`. `adjust` may change
+    the step and the starting state (a probe's control, say)."""
+    counts = found.train
+    columns = variants.columns(variant, counts, settings)
+    model = model_lib.DeepFM(settings.dimension)
+    optimizers = train.optimizers(settings.learning_rate)
+    state = train.init(
+        columns, model, optimizers, jax.random.key(args.seed), args.batch_size
+    )
+    step = train.make_step(columns, model, optimizers, settings.evict_every)
+    if adjust is not None:
+        step, state = adjust(step, state)
+    state, timing = train.train(
+        state,
+        step,
+        reader(files.train, args, test=False),
+        columns,
+        batch_size=args.batch_size,
+        total=-(-counts.examples // args.batch_size),
+        progress=not args.no_progress,
+        description=f"{variant:>8}",
+    )
+    return Trained(columns, model, state, timing)
+
+
+def predicted(
+    done: Trained, exported: Any, scored: Sequence[pathlib.Path], args
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(labels, probabilities)` of the files `scored`, from `exported` (the
+    export of `done`'s tables, or of a probe's change of them)."""
+    batches = reader(scored, args, test=True)
+    return train.predict(exported, done.model, done.state.params, batches)
+
+
 def run_variant(
     variant: str,
     settings: variants.Settings,
@@ -164,28 +220,11 @@ def run_variant(
     paired comparisons; `report.write_json` leaves them out).
     """
     counts = found.train
-    columns = variants.columns(variant, counts, settings)
-    model = model_lib.DeepFM(settings.dimension)
-    optimizers = train.optimizers(settings.learning_rate)
-    state = train.init(
-        columns, model, optimizers, jax.random.key(args.seed), args.batch_size
-    )
-    step = train.make_step(columns, model, optimizers, settings.evict_every)
-    state, timing = train.train(
-        state,
-        step,
-        reader(files.train, args, test=False),
-        columns,
-        batch_size=args.batch_size,
-        total=-(-counts.examples // args.batch_size),
-        progress=not args.no_progress,
-        description=f"{variant:>8}",
-    )
-    exported = export.export(state.tables, columns)
+    done = trained(variant, settings, found, files, args)
+    state, timing = done.state, done.timing
+    exported = export.export(state.tables, done.columns)
     scored = files.test if test_files is None else test_files
-    labels, probabilities = train.predict(
-        exported, model, state.params, reader(scored, args, test=True)
-    )
+    labels, probabilities = predicted(done, exported, scored, args)
     late = found.late if late is None else late
     sized = _sizing_of(variant, settings, counts)
     return {
