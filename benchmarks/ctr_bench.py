@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import json
 import math
 import pathlib
@@ -56,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from adaptive_jax import data, metrics
-from adaptive_jax.examples.ctr import cli, run, variants
+from adaptive_jax.examples.ctr import choice, cli, run, variants
 
 FAMILIES = ("static", "dynamic", "filtered", "adaptive")
 DEFAULT = {  # each family's default configuration: tuned, and the reference
@@ -67,7 +66,6 @@ DEFAULT = {  # each family's default configuration: tuned, and the reference
 }
 LEARNING_RATES = (0.0025, 0.005, 0.01, 0.02, 0.04)
 INIT_STDDEVS = (0.01, 0.05)
-VALIDATION = 0.15  # of the training split, its end
 BOOTSTRAP_ROUNDS = 1000
 REAL_SLICE = "criteo_slice"  # its directory in the user's cache
 
@@ -146,17 +144,11 @@ class Split:
 
 
 def _split_off_validation(train: pathlib.Path, directory: pathlib.Path) -> tuple:
-    """Writes the first 85% and the last 15% of the lines of `train`."""
+    """The first 85% and the last 15% of the lines of `train`, written once."""
     fit, valid = directory / "fit.txt", directory / "valid.txt"
-    if not (fit.exists() and valid.exists()):
-        opener = gzip.open if train.read_bytes()[:2] == b"\x1f\x8b" else open
-        with opener(train, "rb") as stream:
-            lines = stream.readlines()
-        cut = round(len(lines) * (1 - VALIDATION))
-        directory.mkdir(parents=True, exist_ok=True)
-        fit.write_bytes(b"".join(lines[:cut]))
-        valid.write_bytes(b"".join(lines[cut:]))
-    return fit, valid
+    if fit.exists() and valid.exists():
+        return fit, valid
+    return choice.held_out([train], directory)
 
 
 def _datasets(args: argparse.Namespace) -> dict[int, Split]:

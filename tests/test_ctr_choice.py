@@ -2,6 +2,8 @@
 choice on a validation split (`choice.choose`)."""
 
 import dataclasses
+import gzip
+import json
 
 import jax
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from adaptive_jax import data, export, serving
 from adaptive_jax import feature_column as fc
+from adaptive_jax.examples import ctr
 from adaptive_jax.examples.ctr import choice, cli, run, train, variants
 from adaptive_jax.examples.ctr import model as model_lib
 
@@ -147,3 +150,53 @@ def test_the_choice_is_the_candidate_of_the_best_validation_auc(survey):
         assert chosen.candidates["gainers"][0] == gainers
     else:
         assert "gainers" not in chosen.candidates
+
+
+def test_held_out_is_the_last_15_percent_of_the_lines_in_order(tmp_path):
+    lines = [f"{i}\t{i % 2}\n".encode() for i in range(41)]
+    first = tmp_path / "a.txt"
+    first.write_bytes(b"".join(lines[:17]))
+    second = tmp_path / "b.txt.gz"
+    second.write_bytes(gzip.compress(b"".join(lines[17:])))
+
+    fit, valid = choice.held_out([first, second], tmp_path / "split")
+
+    cut = round(41 * 0.85)  # 35
+    assert fit.read_bytes() == b"".join(lines[:cut])
+    assert valid.read_bytes() == b"".join(lines[cut:])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--rare-zero", "auto", "C1"], "give 'auto' alone"),
+        (["--rare-zero", "auto", "--budget", "100000"], "--budget cannot be"),
+        (["--rare-zero", "C0"], "rare_zero must name distinct fields"),
+    ],
+)
+def test_bad_rare_zero_options_are_refused_before_any_work(
+    options, message, tmp_path, capsys
+):
+    status = ctr.main(["--data-dir", str(tmp_path / "never"), *options])
+
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()  # refused before the data is made
+
+
+@pytest.mark.slow  # four trainings and 27 scorings: 20-40 s
+def test_rare_zero_auto_trains_adaptive_with_the_fields_chosen(tmp_path, capsys):
+    status = ctr.main(
+        ["--data-dir", str(tmp_path / "data"), "--num-train", "3000",
+         "--num-test", "1000", "--variants", "adaptive", "--rare-zero", "auto",
+         "--batch-size", "256", "--no-progress", "--no-plot",
+         "--output-dir", str(tmp_path)]
+    )  # fmt: skip
+
+    assert status == 0
+    result = json.loads((tmp_path / "ctr.json").read_text())
+    chosen = result["rare_zero_choice"]
+    best = max(chosen["candidates"].values(), key=lambda c: c[1])
+    assert chosen["rare_zero"] == best[0]
+    assert result["variants"][0]["settings"]["rare_zero"] == best[0]
+    assert "chosen on the training split's last 15%" in capsys.readouterr().out

@@ -10,6 +10,8 @@ split, and reports AUC, log loss, bytes and speed (`report`). The modules:
 - `model`: the DeepFM module (flax.linen) and its loss;
 - `scan`: one pass over a split: ids, counts, late ids, the data's defects;
 - `variants`: the columns of each variant, sized from that pass;
+- `choice`: which of adaptive's fields keep their buckets, chosen on the end
+  of the training split held out (`--rare-zero auto`);
 - `train`: the jitted step, one pass of training, evaluation from the export;
 - `report`: the table, the JSON and the plot;
 - `cli`: the command line's options; `run`: `main(argv)`.

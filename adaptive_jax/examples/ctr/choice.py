@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
+import pathlib
+import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 from adaptive_jax import data, export, metrics, stacking
@@ -104,3 +108,47 @@ def choose(
         candidates[name] = (fields, auc(done, done.state.tables, files, args))
     best = max(candidates.values(), key=lambda c: c[1])  # the first of equals
     return Choice(best[0], candidates, gains)
+
+
+VALIDATION = 0.15  # the training split's share held out, its end
+
+
+def describe(chosen: Choice) -> str:
+    """A line saying what was chosen, and on what evidence."""
+    scores = ", ".join(
+        f"{name} {auc:.4f}" for name, (_, auc) in chosen.candidates.items()
+    )
+    fields = ", ".join(chosen.rare_zero) if chosen.rare_zero else "none"
+    return (
+        f"adaptive's fields without a bucket, chosen on the training split's "
+        f"last {VALIDATION:.0%} (validation AUC: {scores}): {fields}"
+    )
+
+
+def held_out(
+    train: Sequence[pathlib.Path], directory: pathlib.Path
+) -> tuple[pathlib.Path, pathlib.Path]:
+    """`(fit, valid)`: the lines of the files `train` (gzip or not), in
+    order, written to `directory`: the first 85%, and the last 15%."""
+    lines = []
+    for path in train:
+        opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
+        with opener(path, "rb") as stream:
+            lines += stream.readlines()
+    cut = round(len(lines) * (1 - VALIDATION))
+    fit, valid = directory / "fit.txt", directory / "valid.txt"
+    directory.mkdir(parents=True, exist_ok=True)
+    fit.write_bytes(b"".join(lines[:cut]))
+    valid.write_bytes(b"".join(lines[cut:]))
+    return fit, valid
+
+
+def choose_held_out(
+    settings: variants.Settings, files: run.Dataset, args: argparse.Namespace
+) -> Choice:
+    """`choose` on the end of the training split held out as validation
+    (the CTR example's `--rare-zero auto`); the test split is not read."""
+    with tempfile.TemporaryDirectory() as scratch:
+        fit, valid = held_out(files.train, pathlib.Path(scratch))
+        split = run.Dataset((fit,), (valid,), None)
+        return choose(settings, run.survey(split, args), split, args)

@@ -102,7 +102,9 @@ def parser() -> argparse.ArgumentParser:
                    help="fields of adaptive whose rare and unseen ids read 0 "
                    "as in filtered (no bucket, the same rows): those whose "
                    "buckets a validation split shows to cost more than they "
-                   "give (benchmarks/choice_probe.py) (default: none)")  # fmt: skip
+                   "give; 'auto' chooses them on the training split's last "
+                   "15%% (choice.py: two or three more trainings) "
+                   "(default: none)")  # fmt: skip
     m.add_argument("--budget", type=int, metavar="BYTES",
                    help="size every variant to BYTES (feature_column."
                    "size_columns: buckets, capacity and threshold from the "
@@ -138,4 +140,20 @@ def settings_of(args: argparse.Namespace) -> variants.Settings:
     fields = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(variants.Settings)
     }
-    return variants.Settings(**fields | {"rare_zero": tuple(args.rare_zero)})
+    rare_zero = () if chooses_rare_zero(args) else tuple(args.rare_zero)
+    return variants.Settings(**fields | {"rare_zero": rare_zero})
+
+
+def chooses_rare_zero(args: argparse.Namespace) -> bool:
+    """Whether `--rare-zero auto` asks to choose the fields on validation.
+
+    Raises:
+      ValueError: "auto" beside field names, or beside --budget.
+    """
+    if "auto" not in args.rare_zero:
+        return False
+    if len(args.rare_zero) > 1:
+        raise ValueError("--rare-zero: give 'auto' alone, or field names")
+    if args.budget is not None:
+        raise ValueError("--rare-zero auto and --budget cannot be combined")
+    return True

@@ -21,7 +21,7 @@ import numpy as np
 
 from adaptive_jax import data, export
 from adaptive_jax import feature_column as fc
-from adaptive_jax.examples.ctr import cli, report, scan, train, variants
+from adaptive_jax.examples.ctr import choice, cli, report, scan, train, variants
 from adaptive_jax.examples.ctr import model as model_lib
 
 
@@ -280,6 +280,7 @@ def _settings_of(
             "evict_every",
             "headroom",
             "migration",
+            "rare_zero",
         ),
     }[variant]
     common = ("dimension", "init_stddev", "learning_rate", "budget", "budget_of")
@@ -333,6 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in sizes:
         print(f"  {line}")
     start = time.perf_counter()
+    chosen = None
+    if cli.chooses_rare_zero(args) and "adaptive" in args.variants:
+        chosen = choice.choose_held_out(settings, files, args)
+        settings = dataclasses.replace(settings, rare_zero=chosen.rare_zero)
+        print(choice.describe(chosen))
     results = [run_variant(v, settings, found, files, args) for v in args.variants]
     sweep = [r for r in results if r["variant"] == "static"]
     swept_sizes = default_sweep(counts) if args.sweep is None else args.sweep
@@ -348,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweep": sorted(sweep, key=lambda r: r["settings"]["hash_bucket_size"]),
         "seconds": time.perf_counter() - start,
     }
+    if chosen is not None:
+        payload["rare_zero_choice"] = dataclasses.asdict(chosen)
     report.write_json(json_path, payload)
     print(f"numbers: {json_path}")
     if not args.no_plot:
