@@ -1,9 +1,9 @@
 """Which fields keep their buckets: chosen on a validation split.
 
 A field's bucket serves its rare and unseen ids one learnt value. Where those
-ids share something (a long tail of ad ids) it beats 0; where they do not (a
-test split of mostly unseen users) it can cost more than it gives, in serving
-and in the training it shares (docs/claim.md). So the adaptive variant's
+ids share something (a long tail of ad ids) it beats 0; where they do not, it
+can cost more than it gives, in serving and in the training it shares
+(docs/claim.md). So the adaptive variant's
 fields are chosen, on data held out of training, among three candidates:
 
 1. every field with its bucket (the plain adaptive variant);
@@ -30,6 +30,8 @@ from typing import Any
 
 from adaptive_jax import data, export, metrics, stacking
 from adaptive_jax.examples.ctr import run, variants
+
+VALIDATION = 0.15  # the training split's share held out, its end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +112,6 @@ def choose(
     return Choice(best[0], candidates, gains)
 
 
-VALIDATION = 0.15  # the training split's share held out, its end
-
-
 def describe(chosen: Choice) -> str:
     """A line saying what was chosen, and on what evidence."""
     scores = ", ".join(
@@ -129,7 +128,9 @@ def held_out(
     train: Sequence[pathlib.Path], directory: pathlib.Path
 ) -> tuple[pathlib.Path, pathlib.Path]:
     """`(fit, valid)`: the lines of the files `train` (gzip or not), in
-    order, written to `directory`: the first 85%, and the last 15%."""
+    order, written to `directory`: the first 85%, and the last 15%. The
+    lines are read into memory: for the example's samples, not a day of
+    logs."""
     lines = []
     for path in train:
         opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open

@@ -83,7 +83,7 @@ class Settings:
         read 0, as in "filtered": they keep their rows and admission but get
         no bucket (a second stacked column, `RARE_ZERO_KEY`, of filtered
         members), for fields whose buckets a validation split showed to cost
-        more than they give (`benchmarks/ctr_bench.py`'s `adaptive/chosen`).
+        more than they give (`choice`: `--rare-zero auto`).
     """
 
     dimension: int = 8
@@ -236,7 +236,8 @@ def describe(
         f"{settings.filter_freq} times (x{settings.headroom} headroom); the others "
         "read 0",
         f"adaptive: {sized.adaptive_hash_bucket_size:,} buckets over the "
-        f"{26 - len(settings.rare_zero)} columns with buckets by their rare ids "
+        f"{len(data.CATEGORICAL_COLUMNS) - len(settings.rare_zero)} columns with "
+        "buckets by their rare ids "
         f"({_source(settings.adaptive_hash_bucket_size, 'one per column')}), "
         f"{rows:,} rows as filtered, {evict}, migration "
         f"'{settings.migration}'"
