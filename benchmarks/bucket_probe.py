@@ -132,10 +132,15 @@ def paired(rows: list[dict], first: str, second: str) -> dict[str, float]:
     return {"mean": mean, "low": mean - half, "high": mean + half}
 
 
-def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def over_seeds(
+    description: str, probe: Callable[..., dict], seeds: list[int], argv: list[str]
+) -> tuple[argparse.Namespace, list[dict]]:
+    """A probe's command line (`--data`, `--seeds`, `--learning-rate`,
+    `--init-stddev`, checked before any work) and its rows, one `probe(data,
+    seed, learning_rate, init_stddev)` per seed, each printed as a JSON line."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", required=True, help="a real set in the cache")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5])
+    p.add_argument("--seeds", nargs="+", type=int, default=seeds)
     p.add_argument("--learning-rate", type=float, default=0.01)
     p.add_argument("--init-stddev", type=float, default=0.01)
     args = p.parse_args(argv)
@@ -153,6 +158,11 @@ def main(argv: list[str]) -> None:
         for seed in args.seeds:
             rows.append(probe(args.data, seed, args.learning_rate, args.init_stddev))
             print(json.dumps(rows[-1]), flush=True)
+    return args, rows
+
+
+def main(argv: list[str]) -> None:
+    args, rows = over_seeds(__doc__.splitlines()[0], probe, [0, 1, 2, 3, 4, 5], argv)
     pairs = (
         ("adaptive", "filtered"),
         ("adaptive", "adaptive_served_0"),

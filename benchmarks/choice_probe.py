@@ -16,19 +16,16 @@ the differences paired by seed with a 95% t interval.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
 import statistics
 import sys
 import tempfile
-import warnings
 
 import bucket_probe
 import ctr_bench
 
-from adaptive_jax import data
 from adaptive_jax.examples.ctr import choice, run
 
 VARIANTS = ("adaptive", "filtered", "chosen")
@@ -78,26 +75,9 @@ def probe(name: str, seed: int, learning_rate: float, init_stddev: float) -> dic
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="a real set in the cache")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--learning-rate", type=float, default=0.01)
-    p.add_argument("--init-stddev", type=float, default=0.01)
-    args = p.parse_args(argv)
-    if len(args.seeds) - 1 > max(bucket_probe.T_975):
-        p.error(f"--seeds: at most {max(bucket_probe.T_975) + 1}")
-    for split in ("train", "test"):
-        path = bucket_probe.data_directory(args.data) / f"{split}.txt.gz"
-        if not path.exists():
-            p.error(f"--data {args.data}: {path} is missing; build the set first "
-                    "(benchmarks/data/README.md)")  # fmt: skip
-    rows = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", data.MalformedLineWarning)
-        warnings.simplefilter("ignore", data.UnusualValueWarning)
-        for seed in args.seeds:
-            rows.append(probe(args.data, seed, args.learning_rate, args.init_stddev))
-            print(json.dumps(rows[-1]), flush=True)
+    args, rows = bucket_probe.over_seeds(
+        __doc__.splitlines()[0], probe, [0, 1, 2], argv
+    )
     pairs = (("chosen", "filtered"), ("chosen", "adaptive"), ("adaptive", "filtered"))
     print(json.dumps({
         "data": args.data, "seeds": args.seeds, "learning_rate": args.learning_rate,
