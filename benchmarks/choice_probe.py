@@ -4,7 +4,7 @@ Run: `python benchmarks/choice_probe.py --data NAME [--seeds 0 1 2]
 [--learning-rate 0.01] [--init-stddev 0.01]`, NAME a real set that
 `benchmarks/data/` builds into the cache.
 
-Per seed: the CTR example's `choice.choose` picks, on the training split's
+Per seed: the CTR example's `--rare-zero auto` (`choice.choose_held_out`) picks, on the training split's
 first 85% and scored on its last 15% (as `ctr_bench.py` tunes), which fields
 of the adaptive variant keep their buckets: all, none (the filtered
 variant), or all but those whose buckets served as 0 raise the validation
@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pathlib
 import statistics
 import sys
-import tempfile
 
 import bucket_probe
 import ctr_bench
@@ -35,21 +33,13 @@ def probe(name: str, seed: int, learning_rate: float, init_stddev: float) -> dic
     """The choice of one seed on validation, and the three test AUCs."""
     directory = bucket_probe.data_directory(name)
     config = ctr_bench.configurations()[ctr_bench.DEFAULT["adaptive"]]
-    with tempfile.TemporaryDirectory() as scratch:
-        fit, valid = ctr_bench._split_off_validation(
-            directory / "train.txt.gz", pathlib.Path(scratch)
-        )
-        args = ctr_bench._options(fit, valid, seed, 128)
-        files = run.dataset(args)
-        found = run.survey(files, args)
-        settings = ctr_bench._settings(config, found.train, learning_rate, init_stddev)
-        chosen = choice.choose(settings, found, files, args)
     args = ctr_bench._options(
         directory / "train.txt.gz", directory / "test.txt.gz", seed, 128
     )
     files = run.dataset(args)
     found = run.survey(files, args)
     settings = ctr_bench._settings(config, found.train, learning_rate, init_stddev)
+    chosen = choice.choose_held_out(settings, files, args)
     test = {}
     for variant in ("adaptive", "filtered"):
         done = run.trained(variant, settings, found, files, args)
