@@ -4,8 +4,9 @@ Run: `python benchmarks/choice_probe.py --data NAME [--seeds 0 1 2]
 [--learning-rate 0.01] [--init-stddev 0.01]`, NAME a real set that
 `benchmarks/data/` builds into the cache.
 
-Per seed: the CTR example's `--rare-zero auto` (`choice.choose_held_out`) picks, on the training split's
-first 85% and scored on its last 15% (as `ctr_bench.py` tunes), which fields
+Per seed: the CTR example's `--rare-zero auto` (`choice.choose_held_out`)
+picks, on the training split's first 85% and scored on its last 15% (as
+`ctr_bench.py` tunes), which fields
 of the adaptive variant keep their buckets: all, none (the filtered
 variant), or all but those whose buckets served as 0 raise the validation
 AUC. Then the adaptive, filtered and chosen variants are trained on the whole
