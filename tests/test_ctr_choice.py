@@ -172,6 +172,8 @@ def test_held_out_is_the_last_15_percent_of_the_lines_in_order(tmp_path):
         (["--rare-zero", "auto", "C1"], "give 'auto' alone"),
         (["--rare-zero", "auto", "--budget", "100000"], "--budget cannot be"),
         (["--rare-zero", "C0"], "rare_zero must name distinct fields"),
+        (["--rare-zero", "C1", "--variants", "static"], "adaptive variant only"),
+        (["--rare-zero", "auto", "--variants", "filtered"], "adaptive variant only"),
     ],
 )
 def test_bad_rare_zero_options_are_refused_before_any_work(

@@ -89,6 +89,11 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--sweep sizes must be >= 1")
     if not 0.0 <= args.late_start <= 1.0:
         raise UsageError("--late-start must be in [0, 1]")
+    if args.rare_zero and "adaptive" not in args.variants:
+        raise UsageError(
+            "--rare-zero applies to the adaptive variant only: add adaptive to "
+            "--variants, or leave --rare-zero out"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
