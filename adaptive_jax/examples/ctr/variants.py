@@ -236,8 +236,8 @@ def describe(
         f"{settings.filter_freq} times (x{settings.headroom} headroom); the others "
         "read 0",
         f"adaptive: {sized.adaptive_hash_bucket_size:,} buckets over the "
-        f"{len(data.CATEGORICAL_COLUMNS) - len(settings.rare_zero)} columns with "
-        "buckets by their rare ids "
+        f"{len(data.CATEGORICAL_COLUMNS) - len(settings.rare_zero)} columns "
+        f"{'with buckets ' if settings.rare_zero else ''}by their rare ids "
         f"({_source(settings.adaptive_hash_bucket_size, 'one per column')}), "
         f"{rows:,} rows as filtered, {evict}, migration "
         f"'{settings.migration}'"
