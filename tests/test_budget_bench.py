@@ -71,8 +71,8 @@ def test_the_budget_bench_runs_end_to_end_on_a_small_synthetic_set(
 
     # Act
     budget_bench.main(
-        ["--data", "synthetic", "--quick", "--num-train", "3000", "--num-test",
-         "1000", "--out", str(out)]
+        ["--data", "synthetic", "--seeds", "0", "--fractions", "1/4", "1/1024",
+         "--num-train", "3000", "--num-test", "1000", "--out", str(out)]
     )  # fmt: skip
 
     # Assert: each budget a fraction of the per-id table's training bytes, each
@@ -84,10 +84,10 @@ def test_the_budget_bench_runs_end_to_end_on_a_small_synthetic_set(
         sized = summary[f"{family}@1/4"]
         assert sized["budget"] == math.floor(per_id / 4)
         assert sized["param_bytes"]["mean"] <= sized["budget"]
-    assert "adaptive@1/64" in payload["skipped"]  # 1/64 of 2.3 MB: too small
-    assert summary["static@1/64"]["param_bytes"]["mean"] <= per_id / 64
+    for family in budget_bench.FAMILIES:  # 1/1024 of 2.3 MB: too small for all
+        assert f"{family}@1/1024" in payload["skipped"]
     assert payload["paired_vs_adaptive"]["1/4"]["adaptive@1/4"]["mean"] == 0.0
     assert "adaptive_best_at_1/4" in payload["targets"]
     table = (out / "budget.md").read_text()
-    assert "| 1/64 | adaptive | does not fit: its least state is" in table
+    assert "| 1/1024 | adaptive | does not fit: its least state is" in table
     assert (out / "budget.png").read_bytes().startswith(b"\x89PNG")

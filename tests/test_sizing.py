@@ -185,8 +185,43 @@ def test_the_threshold_is_the_lowest_whose_ids_fit_the_rows():
     size = sized.sizes["site"]
     assert size.filter_freq == 3  # 2 would need 13,750 rows; 3 to 10, 1,250
     assert 1_250 <= size.capacity < 13_750  # the rest toward threshold 2's rows
-    assert "for its 1,000 ids seen >= 3 times" in size.reason
-    assert size.hash_bucket_size > 1 and sized.training_bytes <= 600_000
+    assert "for its 1,000 ids the sketch will count to 3" in size.reason
+    assert size.hash_bucket_size == 1 and sized.training_bytes <= 600_000
+
+
+def test_an_adaptive_column_keeps_one_bucket_and_leaves_unused_bytes_unspent():
+    # Arrange: 300 ids seen 5 times and 300 seen once; budgets from one that
+    # holds a few rows to ten times one that holds a row for each of the 300.
+    counts = {"site": np.concatenate([np.ones(300, np.int64), np.full(300, 5)])}
+    case = {"frequencies": counts, "dimension": 8, "optimizer": "ftrl",
+            "kind": "adaptive", "stack_key": None, "migration": "fitted",
+            "min_filter_freq": 2}  # fmt: skip
+    least = _least(case, "training")
+
+    sized = [_sized(case, least * k) for k in (2, 5, 50)]
+
+    # Assert: one bucket whatever the budget; the largest budget buys the rows
+    # of every id counted to 2 (375 with headroom), and no more.
+    assert [s.sizes["site"].hash_bucket_size for s in sized] == [1, 1, 1]
+    assert [s.sizes["site"].filter_freq for s in sized][-1] == 2
+    assert sized[-1].sizes["site"].capacity == 375
+    assert sized[-1].training_bytes < least * 10
+
+
+@pytest.mark.parametrize("kind", ["adaptive", "filtered", "dynamic"])
+def test_sized_tables_keep_64_default_values(kind):
+    # DeepRec's 4,096 rows of default values would be most of a small budget.
+    opt = optim.ftrl(0.1)
+    sized = fc.size_columns({"site": np.arange(1, 500)}, 8, opt, 10**6, kind=kind)
+
+    state = fc.init_state(sized.columns, opt, jax.random.key(0))
+
+    shapes = [
+        x.shape
+        for path, x in jax.tree_util.tree_leaves_with_path(state)
+        if "default_values" in jax.tree_util.keystr(path)
+    ]
+    assert shapes == [(64, 8)]
 
 
 @pytest.mark.parametrize(

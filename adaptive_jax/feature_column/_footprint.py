@@ -25,7 +25,6 @@ from adaptive_jax.table import _index
 
 PROBE = _index.WAYS * 1024  # rows or buckets added to measure what one costs
 INDEX_BUCKET = 2 * _index.WAYS * np.dtype(np.int32).itemsize  # an index grows so
-ROW_SHARE = 0.75  # of the bytes past the least state, the most the rows take
 SKETCH_SHARE = 0.25  # of the training budget, the most the admission sketch takes
 
 

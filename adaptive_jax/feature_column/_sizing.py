@@ -11,33 +11,38 @@ export's are those of the arrays `export.export` copies out of that state
 (the static tables, and per live row its key, values, freq and last step; a
 plain dynamic table's default values), so the accounting follows the library.
 
-The rule, for an adaptive column (rows first: a frequent id learns best in a
-row of its own; the buckets then share the rest among the rare ids):
+The rule, for an adaptive column (rows for the frequent ids, one bucket per
+feature for the rest):
 
-1. The least state (one bucket and one row per feature, the statistics, the
-   default values, one index bucket per table of slack) is paid first; a
-   budget below it is an error that says how much is needed.
+1. The least state (one bucket and one row per feature, the statistics,
+   `DEFAULT_VALUES` rows of default values, one index bucket per table of
+   slack) is paid first; a budget below it is an error that says how much is
+   needed.
 2. The admission sketch counts the ids without a row. It is sized for every
    distinct id of the pass if that takes at most `SKETCH_SHARE` of the
    training budget; else for as many as that share holds (it then halves its
    counters more often: a count is a more recent count). Its counters are as
    narrow as the threshold allows (uint8 up to 255).
-3. Of the bytes left, the rows get `ROW_SHARE`: the threshold is the lowest
-   (at least `min_filter_freq`) at which the ids reaching it, times
-   `headroom`, fit them; each feature gets rows for its ids that reach it,
-   and the rows left over go toward the ids of the next lower threshold (so
-   they are there when a larger budget lowers it).
-4. The buckets get the rest (`1 - ROW_SHARE`, or everything past all the rows
-   of the lowest threshold), shared by the features in proportion to their
-   ids seen fewer than `min_filter_freq` times (rare at any budget), never
-   more than one bucket per distinct id.
+3. The rows get the bytes left: the threshold is the lowest (at least
+   `min_filter_freq`) at which the ids reaching it, times `headroom`, fit
+   them; each feature gets rows for its ids that reach it, and the rows left
+   over go toward the ids of the next lower threshold (so they are there when
+   a larger budget lowers it). An id reaches a threshold when the sketch's
+   count of it does, not the pass's: a sketch smaller than the pass forgets
+   as it counts (`_sketch_counts` simulates it), and a threshold read off the
+   pass would leave most rows empty.
+4. The buckets stay at one per feature, whatever the budget: a feature's one
+   bucket learns what its rare ids share, and more buckets split that into
+   noisier parts (docs/claim.md: 1/16 or 1/64 of the rare ids as buckets
+   scored 0.004 to 0.010 AUC below one bucket per column). Bytes past every
+   row of the lowest threshold are left unspent.
 
-Every share is a fixed fraction rounded down, so a larger budget never gives
-a smaller table: each column's capacity and buckets grow or stay, and its
-threshold falls or stays. A "filtered" column (no buckets) gives the rows all
-the bytes; a "dynamic" one (no filter) a row per id as far as the budget
-goes, shared by distinct ids; a "static" one spends it all on buckets, shared
-by distinct ids.
+Every share is rounded down, so a larger budget never gives a smaller table:
+each column's capacity and buckets grow or stay, and its threshold falls or
+stays. A "filtered" column (no buckets) sizes its rows as an adaptive one; a
+"dynamic" one (no filter) has a row per id as far as the budget goes, shared
+by distinct ids; a "static" one spends it all on buckets, shared by distinct
+ids.
 """
 
 from __future__ import annotations
@@ -52,10 +57,18 @@ import numpy as np
 
 from adaptive_jax import table as table_lib
 from adaptive_jax.column import options
-from adaptive_jax.feature_column import _footprint, _sizing_edges, _specs
-from adaptive_jax.feature_column._footprint import ROW_SHARE
+from adaptive_jax.feature_column import (
+    _footprint,
+    _sizing_edges,
+    _sketch_counts,
+    _specs,
+)
 
 KINDS, BUDGETS = _sizing_edges.KINDS, _sizing_edges.BUDGETS
+# A sized table's rows of default values (a new row starts from one, by its
+# key): DeepRec's 4,096 take 131 kB at dimension 8, more than 1/64 of a row
+# per id on the Criteo slice; 64 draws of the initializer start rows as well.
+DEFAULT_VALUES = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,23 +156,23 @@ def size_columns(
     Returns:
       A `Sizing`: the sizes and reasons per feature, the columns, their bytes.
 
-    Example: a long-tailed feature and a short one, in 400 kB of training
-    state; the rows hold the ids seen 33 times or more:
+    Example: a long-tailed feature and a short one, in 200 kB of training
+    state; the rows hold the ids the admission sketch counts to 3:
       >>> import numpy as np
       >>> from adaptive_jax import feature_column as fc, optim
       >>> rng = np.random.default_rng(0)
       >>> ids = {"site": rng.zipf(1.3, 50_000), "device": rng.integers(0, 40, 50_000)}
       >>> counts = {k: np.unique(v, return_counts=True)[1] for k, v in ids.items()}
-      >>> sized = fc.size_columns(counts, 8, optim.ftrl(0.1), 400_000)
+      >>> sized = fc.size_columns(counts, 8, optim.ftrl(0.1), 200_000)
       >>> [(s.hash_bucket_size, s.capacity, s.filter_freq)
       ...  for s in sized.sizes.values()]
-      [(77, 125, 33), (1, 50, 33)]
-      >>> sized.training_bytes <= 400_000
+      [(1, 800, 3), (1, 50, 3)]
+      >>> sized.training_bytes <= 200_000
       True
       >>> print(sized.sizes["site"].reason)  # doctest: +NORMALIZE_WHITESPACE
-      site: 125 rows: 120 for its 96 ids seen >= 33 times (x1.25 headroom), 5
-      toward those seen 32 times; 77 buckets for its other ids (100.0% of the
-      buckets, its share of the rare ids)
+      site: 800 rows: 799 for its 639 ids the sketch will count to 3 (x1.25
+      headroom), 1 toward those it counts to 2; 1 bucket for its other ids
+      (what they share)
 
     Raises:
       ValueError: a bad argument, or a budget below the least state of these
@@ -171,11 +184,8 @@ def size_columns(
     keys = list(counts)
     distinct = {k: int(c.size) for k, c in counts.items()}
     everything = sum(distinct.values())
-    # Each table's share: by distinct ids; an adaptive column's buckets by the
-    # ids below the lowest threshold, those that stay rare at any budget.
-    rare = {k: int(np.searchsorted(c, min_filter_freq)) for k, c in counts.items()}
-    by = rare if kind == "adaptive" and sum(rare.values()) else distinct
-    weights = {k: by[k] / max(1, sum(by.values())) for k in keys}
+    # A dynamic table's rows and a static one's buckets: by distinct ids.
+    weights = {k: distinct[k] / max(1, everything) for k in keys}
     top = max((int(c.max()) for c in counts.values() if c.size), default=0)
     never = min(max(min_filter_freq, top + 1), 2**31 - 1)  # no id reaches it
     admission = kind in ("adaptive", "filtered")
@@ -190,10 +200,10 @@ def size_columns(
         lambda buckets, rows: build(buckets, rows, never, sketch_ids=smallest),
         optimizer, keys, kind,
     )  # fmt: skip
-    need = functools.partial(_need, counts, headroom)
     plan = functools.partial(
-        _plan, kind, budget, cost, need, full, min_filter_freq, never, weights, distinct
-    )
+        _plan, kind, budget, cost, counts, headroom, stack_key is not None, full,
+        min_filter_freq, never, weights,
+    )  # fmt: skip
     # The sketch's counters are as narrow as the threshold allows: try the
     # narrowest first, wider only if the threshold it gives needs them.
     for counting in _widths(min_filter_freq, never):
@@ -206,14 +216,11 @@ def size_columns(
     state = _footprint.shapes(columns, optimizer)
     training = _footprint.tree_bytes(state)
     exported = _footprint.export_bytes(state, columns)
-    share = "rare" if by is rare else "distinct"
-    why = functools.partial(
-        _sizing_edges.column_reason, kind, chosen=chosen, share=share
-    )
+    why = functools.partial(_sizing_edges.column_reason, kind, chosen=chosen)
     sizes = {
         k: ColumnSize(
             k, distinct[k], chosen.buckets[k], chosen.capacity[k], chosen.threshold,
-            why(k, counts[k], headroom=headroom, weight=weights[k]),
+            why(k, chosen.peaks[k], headroom=headroom, weight=weights[k]),
         )
         for k in keys
     }  # fmt: skip
@@ -232,6 +239,7 @@ class _Chosen(NamedTuple):
     buckets: dict[str, int | None]
     needed: dict[str, int]  # rows for the ids reaching the threshold
     sketched: list[int]  # the distinct ids each sketch is sized for
+    peaks: dict[str, np.ndarray]  # sorted, the counts the sketch will reach
 
 
 def _widths(lowest: int, never: int) -> list[int]:
@@ -247,17 +255,23 @@ def _widths(lowest: int, never: int) -> list[int]:
 
 
 def _plan(
-    kind, budget, cost, need, full, lowest, never, weights, distinct, counting
-) -> _Chosen:
+    kind, budget, cost, counts, headroom, stacked, full, lowest, never, weights,
+    counting,
+) -> _Chosen:  # fmt: skip
     """The rule (the module's docstring), with sketch counters wide enough for
     a threshold of `counting`.
 
     Raises:
       ValueError: a budget below the least state.
     """
-    keys = list(distinct)
+    keys = list(counts)
+    distinct = {k: int(c.size) for k, c in counts.items()}
     other = cost.least["training"] - cost.sketch  # without the sketch's counters
     reserve = _footprint.sketch_reserve(full, counting, budget.get("training"))
+    scale = _footprint.sketch_scale(full, counting, reserve) if full else 1.0
+    sketched = _footprint.sketch_ids(full, scale) if full else []
+    peaks = _peaks(counts, sketched, stacked)
+    need = functools.partial(_need, peaks, headroom)
     least = dict(cost.least, training=other + reserve)
     room = {name: limit - least[name] for name, limit in budget.items()}
     for name, left in room.items():
@@ -271,54 +285,59 @@ def _plan(
                 "bucket or a row per feature and table, the admission sketch, the "
                 f"statistics, the default values); give at least {needed:,}"
             )
-    extra_rows, extra_buckets = _allowances(kind, room, cost, need(lowest))
-    threshold, needed, sketched = None, {}, []
+    extra_rows, extra_buckets = _allowances(kind, room, cost)
+    threshold, needed = None, {}
     capacity = buckets = dict.fromkeys(keys)
     if kind in ("adaptive", "filtered"):
         threshold = _threshold(need, len(keys), extra_rows, lowest, never)
         needed = need(threshold)
         capacity = _with_spare_rows(need, threshold, extra_rows, lowest)
-        scale = _footprint.sketch_scale(full, threshold, reserve)
-        sketched = _footprint.sketch_ids(full, scale)
     elif kind == "dynamic":
         capacity = {
             k: min(max(1, distinct[k]), 1 + math.floor(extra_rows * weights[k]))
             for k in keys
         }
-    if kind in ("adaptive", "static"):
-        most = distinct if kind == "adaptive" else dict.fromkeys(keys, 2**31 - 2)
+    if kind == "adaptive":
+        buckets = dict.fromkeys(keys, 1)
+    elif kind == "static":
         buckets = {
-            k: min(max(1, most[k]), 1 + math.floor(extra_buckets * weights[k]))
-            for k in keys
+            k: min(2**31 - 2, 1 + math.floor(extra_buckets * weights[k])) for k in keys
         }
-    return _Chosen(threshold, capacity, buckets, needed, sketched)
+    return _Chosen(threshold, capacity, buckets, needed, sketched, peaks)
+
+
+def _peaks(
+    counts: dict[str, np.ndarray], sketched: list[int], stacked: bool
+) -> dict[str, np.ndarray]:
+    """Per feature, the counts its ids will reach in the admission sketch
+    sized for `sketched` ids (one sketch for all features when `stacked`, else
+    one each; the pass's counts without a sketch): `_sketch_counts`."""
+    if not sketched:
+        return counts
+    keys = list(counts)
+    groups = [keys] if stacked else [[k] for k in keys]
+    peaks = {}
+    for group, ids in zip(groups, sketched, strict=True):
+        sketch = options.CounterFilter(1, max_element_size=ids)
+        halve_at = sketch.halve_at(sketch.sketch_shape(0)[1])
+        reached = _sketch_counts.peak_counts([counts[k] for k in group], halve_at)
+        peaks.update(zip(group, reached, strict=True))
+    return peaks
 
 
 def _allowances(
-    kind: str, room: dict[str, int], cost: _footprint.Costs, lowest: dict[str, int]
+    kind: str, room: dict[str, int], cost: _footprint.Costs
 ) -> tuple[int, int]:
-    """Rows and buckets past one per feature that every budget allows: the rows
-    their share of the room (`ROW_SHARE` with buckets, all of it without), the
-    buckets the rest, or all the rows of the lowest threshold (`lowest`, rows
-    by feature) leave, whichever is more."""
-    share = {"adaptive": ROW_SHARE, "static": 0.0}.get(kind, 1.0)
-    most_rows = sum(lowest.values()) - len(lowest)
-    rows = buckets = 0
-    if kind != "static":
-        rows = min(math.floor(share * room[n] / cost.row[n]) for n in room)
-    if kind in ("adaptive", "static"):
-        buckets = min(
-            math.floor(
-                max((1 - share) * room[n], room[n] - cost.row[n] * most_rows)
-                / cost.bucket[n]
-            )
-            for n in room
-        )
-    return rows, buckets
+    """Rows and buckets past one per feature that every budget allows: all
+    the room to rows, or to buckets in a static column."""
+    if kind == "static":
+        return 0, min(math.floor(room[n] / cost.bucket[n]) for n in room)
+    return min(math.floor(room[n] / cost.row[n]) for n in room), 0
 
 
 def _need(counts: dict[str, np.ndarray], headroom: float, t: int) -> dict[str, int]:
-    """Rows per feature for its ids seen at least `t` times, with headroom."""
+    """Rows per feature for its ids counted at least `t` times (sorted
+    `counts`), with headroom."""
     return {
         k: min(
             table_lib.MAX_CAPACITY,
@@ -347,7 +366,7 @@ def _with_spare_rows(need, threshold: int, extra: int, lowest: int) -> dict[str,
     feature's rows grow to those of the next threshold, and never shrink."""
     rows = need(threshold)
     if threshold <= lowest:
-        return rows  # past the lowest threshold's rows the buckets take the rest
+        return rows  # past the lowest threshold's rows, more would stay empty
     below = need(threshold - 1)
     spare = extra - (sum(rows.values()) - len(rows))
     step = sum(below.values()) - sum(rows.values())
@@ -376,7 +395,10 @@ def _columns(
         if kind in ("adaptive", "filtered"):
             admission = options.CounterFilter(threshold, max_element_size=ids)
         return options.EmbeddingVariableOption(
-            capacity=capacity[k], filter_option=admission, evict_option=evict_option
+            capacity=capacity[k],
+            filter_option=admission,
+            evict_option=evict_option,
+            init_option=options.InitializerOption(default_value_dim=DEFAULT_VALUES),
         )
 
     def member(k: str, ids: int) -> _specs.CategoricalColumn:

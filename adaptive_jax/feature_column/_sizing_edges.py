@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from adaptive_jax import _numerics, optim
-from adaptive_jax.feature_column._footprint import ROW_SHARE, SKETCH_SHARE
+from adaptive_jax.feature_column._footprint import SKETCH_SHARE
 
 KINDS = ("adaptive", "filtered", "dynamic", "static")
 BUDGETS = ("training", "export")
@@ -79,16 +79,12 @@ def check_options(kind, dimension, min_filter_freq, headroom, stack_key) -> None
 
 
 def column_reason(
-    kind: str,
-    key: str,
-    counts: np.ndarray,
-    chosen: Any,
-    headroom: float,
+    kind: str, key: str, counts: np.ndarray, chosen: Any, headroom: float,
     weight: float,
-    share: str,
-) -> str:
-    """One sentence: what the feature got and why (`weight`: its share of the
-    buckets, by its `share` ids, "rare" or "distinct")."""
+) -> str:  # fmt: skip
+    """One sentence: what the feature got and why (`counts`: sorted, what its
+    ids will count to in the admission sketch; `weight`: its share of a static
+    column's buckets or a dynamic one's rows, by distinct ids)."""
     distinct = counts.size
     threshold, needed = chosen.threshold, chosen.needed.get(key)
     buckets, capacity = chosen.buckets[key], chosen.capacity[key]
@@ -96,21 +92,22 @@ def column_reason(
     if threshold is not None:
         reach = distinct - int(np.searchsorted(counts, threshold))
         line = (
-            f"{_count(capacity, 'row')}: {needed:,} for its {reach:,} ids seen >= "
-            f"{threshold} times (x{headroom:g} headroom)"
+            f"{_count(capacity, 'row')}: {needed:,} for its {reach:,} ids the "
+            f"sketch will count to {threshold} (x{headroom:g} headroom)"
         )
         if capacity > needed:
-            line += f", {capacity - needed:,} toward those seen {threshold - 1} times"
+            line += f", {capacity - needed:,} toward those it counts to {threshold - 1}"
         parts.append(line)
     elif capacity is not None:
         every = "a row per id" if capacity >= distinct else "its share of the rows"
         parts.append(f"{_count(capacity, 'row')} for its {distinct:,} ids ({every})")
-    if buckets is not None:
-        rest = "its other ids" if kind == "adaptive" else f"its {distinct:,} ids"
-        why = f"{weight:.1%} of the buckets, its share of the {share} ids"
-        if kind == "adaptive" and buckets >= max(1, distinct):
-            why = "one per distinct id: more would not help"
-        parts.append(f"{_count(buckets, 'bucket')} for {rest} ({why})")
+    if kind == "adaptive":
+        parts.append("1 bucket for its other ids (what they share)")
+    elif buckets is not None:
+        parts.append(
+            f"{_count(buckets, 'bucket')} for its {distinct:,} ids ({weight:.1%} of "
+            "the buckets, its share of the distinct ids)"
+        )
     if kind == "filtered":
         parts.append("its other ids read 0")
     return f"{key}: " + "; ".join(parts)
@@ -137,19 +134,25 @@ def reason(
         "array(s) beside each table's values."
     ]
     if threshold is not None:
-        share = f"{ROW_SHARE:.0%} of the bytes" if kind == "adaptive" else "the bytes"
         fitted = (
             "the lowest allowed"
             if threshold == lowest
             else f"the lowest at or above {lowest} at which the ids reaching it fit "
-            f"the rows' share ({share})"
+            "the rows the bytes buy"
         )
         lines.append(f"filter_freq {threshold}: {fitted}.")
+        if kind == "adaptive":
+            lines.append(
+                "One bucket per feature: it learns what the feature's rare ids "
+                "share; more would split that into noisier parts."
+            )
         if sum(sketch_ids) < sum(full_ids):
             lines.append(
                 f"The admission sketch is sized for {sum(sketch_ids):,} of the "
                 f"{sum(full_ids):,} distinct ids, what {SKETCH_SHARE:.0%} of the "
-                "training budget holds: its counts are recent ones."
+                "training budget holds: it halves its counts as it fills, so the "
+                "threshold is read off the counts it will reach (a simulation of "
+                "the pass), not the pass's."
             )
     return " ".join(lines)
 
