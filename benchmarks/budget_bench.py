@@ -10,8 +10,8 @@ a row per distinct training id (the CTR example's "dynamic" variant sized by
 the data: `variants.per_id_bytes`). At each budget the CTR example sizes four
 families with `feature_column.size_columns` (its `--budget`):
 
-- `adaptive`: buckets for the rare ids, rows for the frequent ones, the
-  threshold (at least 3) the lowest whose rows fit;
+- `adaptive`: rows for the frequent ids, at the lowest threshold (at least
+  3) whose rows fit, and one bucket per feature for the rest;
 - `static`: every byte in hash buckets;
 - `filtered`: every byte in rows behind `CounterFilter`, the lowest
   threshold (at least 3) whose rows fit; the others read 0;
