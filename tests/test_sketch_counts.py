@@ -105,3 +105,26 @@ def test_the_rows_sized_from_a_budget_fill_in_training():
     # read them, 17% did on the Criteo slice).
     load = fc.summary(state)[column.name]["load"]
     assert 0.6 <= load <= 1.0
+
+
+def test_a_larger_budget_gives_more_rows_in_all_with_a_forgetting_sketch():
+    # Arrange: three long-tailed features; budgets from one whose sketch holds
+    # a fifth of the ids to one that holds them all, 6% apart.
+    rng = np.random.default_rng(1)
+    counts = {
+        f"f{i}": np.unique(rng.zipf(a, 40_000), return_counts=True)[1]
+        for i, a in enumerate((1.2, 1.5, 2.0))
+    }
+    opt = optim.ftrl(0.05)
+    for stack_key in ("fields", None):
+        before = None
+        for budget in np.geomspace(120_000, 1_200_000, 40).astype(int):
+            # Act
+            sized = fc.size_columns(counts, 4, opt, int(budget), stack_key=stack_key)
+
+            # Assert: the threshold falls or stays, the rows in all grow or stay.
+            threshold = next(iter(sized.sizes.values())).filter_freq
+            rows = sum(s.capacity for s in sized.sizes.values())
+            if before is not None:
+                assert threshold <= before[0] and rows >= before[1], budget
+            before = threshold, rows
