@@ -120,6 +120,18 @@ def test_a_larger_budget_never_gives_a_smaller_table(case, budgets, kind):
             assert bigger.filter_freq <= size.filter_freq, key
 
 
+@pytest.mark.parametrize("kind", ["adaptive", "filtered", "dynamic"])
+def test_a_large_table_fits_its_budget(kind):
+    # A row's bytes measured from a table of one row would miss that a small
+    # index is held at its least buckets: over 100K rows that is kilobytes.
+    counts = {"user": np.full(300_000, 3), "hour": np.full(24, 10_000)}
+
+    sized = fc.size_columns(counts, 16, optim.ftrl(0.1), 30_000_000, kind=kind)
+
+    assert sum(s.capacity for s in sized.sizes.values()) > 100_000
+    assert sized.training_bytes <= 30_000_000
+
+
 def test_both_budgets_hold_at_once():
     counts = {"site": np.arange(1, 2_001), "device": np.array([900, 80, 3])}
     training, exported = 1_500_000, 60_000

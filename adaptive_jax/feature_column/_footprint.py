@@ -97,11 +97,13 @@ class Costs(NamedTuple):
 
 def costs(build: Callable, optimizer: Any, keys: list[str], kind: str) -> Costs:
     """What the columns `build(buckets, capacity)` (each a dict by feature)
-    cost: measured at one bucket and one row per feature, and with `PROBE`
-    more rows, or buckets, for the first feature. The training bytes have one
-    index bucket per table added: an index grows by whole buckets."""
+    cost: measured at one bucket and one row per feature; a row or bucket
+    past them costs what `PROBE` more of them add to `PROBE` of them, for the
+    first feature (from one, the slope would miss that a small index is held
+    at its least number of buckets, and undercount large tables). The
+    training bytes have one index bucket per table added: an index grows by
+    whole buckets."""
     ones = dict.fromkeys(keys, 1)
-    more = dict(ones, **{keys[0]: 1 + PROBE})
     base = build(ones, ones)
     state = shapes(base, optimizer)
     tables = 0 if kind == "static" else len(base)
@@ -111,15 +113,21 @@ def costs(build: Callable, optimizer: Any, keys: list[str], kind: str) -> Costs:
     }
     zero = {"training": 0.0, "export": 0.0}
 
-    def slope(probe: tuple) -> dict[str, float]:
-        grown = shapes(probe, optimizer)
+    def slope(grow: Callable[[dict[str, int]], tuple]) -> dict[str, float]:
+        small, large = (grow(dict(ones, **{keys[0]: n * PROBE})) for n in (1, 2))
+        at_small, at_large = shapes(small, optimizer), shapes(large, optimizer)
         return {
-            "training": (tree_bytes(grown) - tree_bytes(state)) / PROBE,
-            "export": (export_bytes(grown, probe) - least["export"]) / PROBE,
+            "training": (tree_bytes(at_large) - tree_bytes(at_small)) / PROBE,
+            "export": (export_bytes(at_large, large) - export_bytes(at_small, small))
+            / PROBE,
         }
 
-    row = zero if kind == "static" else slope(build(ones, more))
-    bucket = slope(build(more, ones)) if kind in ("adaptive", "static") else zero
+    row = zero if kind == "static" else slope(lambda more: build(ones, more))
+    bucket = (
+        slope(lambda more: build(more, ones))
+        if kind in ("adaptive", "static")
+        else zero
+    )
     counters = [s.sketch.counts for s in state.values() if s.sketch is not None]
     return Costs(least, row, bucket, tree_bytes(counters))
 

@@ -46,10 +46,10 @@ budgets 6-8% apart (the Criteo slice's counts; a Zipf stream in
 tests/test_sketch_counts.py) the threshold fell or stayed and the rows in all
 grew, while a feature's own rows now and then fell by one (the Criteo slice's
 C23, 9 rows to 8 at a budget 8% larger, its larger sketch counting 6 of its
-ids to the threshold where the smaller counted 7). A "filtered" column (no buckets) sizes its rows
-as an adaptive one; a "dynamic" one (no filter) has a row per id as far as the
-budget goes, shared by distinct ids; a "static" one spends it all on buckets,
-shared by distinct ids.
+ids to the threshold where the smaller counted 7). A "filtered" column (no
+buckets) sizes its rows as an adaptive one; a "dynamic" one (no filter) has a
+row per id as far as the budget goes, shared by distinct ids; a "static" one
+spends it all on buckets, shared by distinct ids.
 """
 
 from __future__ import annotations
