@@ -285,6 +285,30 @@ def test_a_deeprec_checkpoint_restores_into_a_fitted_column(tmp_path):
     np.testing.assert_array_equal(got.default_values, want_default)
 
 
+def test_evidence_saved_without_its_squares_starts_again(tmp_path):
+    """Saved before the spread of the control rows was kept: the sums alone
+    would read as no spread, so both leaves start from the target's (empty)
+    and the warning names them; the tables come back exactly."""
+    state = trained_state(column(migration="fitted"))["embeddings"]
+    assert np.asarray(state["c_embedding"].share.sums).any()
+    old = nested(state)
+    del old["c_embedding"]["share"]["squares"]
+    with checkpoint.Checkpointer(tmp_path) as checkpoints:
+        checkpoints.save(1, old)
+        target = fc.init_state(
+            [column(migration="fitted")], aj.optim.ftrl(0.1), jax.random.key(9)
+        )
+        with pytest.warns(
+            checkpoint.CheckpointUpgradeWarning,
+            match="c_embedding/share/squares.*c_embedding/share/sums",
+        ):
+            restored = checkpoints.restore(target)
+    got, want = restored["c_embedding"], state["c_embedding"]
+    assert_tables_equal(got, want)
+    assert not np.asarray(got.share.sums).any()
+    assert not np.asarray(got.share.squares).any()
+
+
 def test_other_differences_from_an_earlier_state_still_raise(tmp_path):
     state = trained_state(column())["embeddings"]
     old = nested(state)

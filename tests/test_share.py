@@ -37,20 +37,41 @@ def held_out_keys(values, salt=0):
 
 
 @pytest.mark.parametrize(
-    "sums, expected",
+    "sums, variance, expected",
     [
-        ([0.6, 2.0, 900.0, 16.0], 0.3 * 0.5),  # slope 0.3, halved at 16 ids
-        ([1.0, 2.0, 900.0, 48.0], 0.5 * 0.75),
-        ([-1.0, 2.0, 900.0, 160.0], 0.0),  # control rows point away: nothing
-        ([5.0, 2.0, 900.0, 16.0], 0.5),  # beyond the bucket: a whole copy at most
-        ([0.6, 2.0, 900.0, 0.0], 0.0),  # no control id promoted: nothing
-        ([0.0, 0.0, 0.0, 0.0], 0.0),  # no evidence
+        ([0.6, 2.0, 900.0, 16.0], 0.0, 0.3 * 0.5),  # slope 0.3, halved at 16 ids
+        ([1.0, 2.0, 900.0, 48.0], 0.0, 0.5 * 0.75),
+        # Rows spread about the slope: two standard errors (of 16 ids) off.
+        ([0.6, 2.0, 900.0, 16.0], 0.04, (0.3 - 2 * np.sqrt(0.04 / 15)) * 0.5),
+        ([0.6, 2.0, 900.0, 16.0], 1.0, 0.0),  # spread past the slope: nothing
+        ([-1.0, 2.0, 900.0, 160.0], 0.0, 0.0),  # control rows point away: nothing
+        ([5.0, 2.0, 900.0, 16.0], 0.0, 0.5),  # beyond the bucket: a whole copy at most
+        ([0.6, 2.0, 900.0, 1.0], 0.0, 0.0),  # one control id: no spread known
+        ([0.6, 2.0, 900.0, 0.0], 0.0, 0.0),  # no control id promoted: nothing
+        ([0.0, 0.0, 0.0, 0.0], 0.0, 0.0),  # no evidence
     ],
-    ids=["slope", "more_ids", "negative", "clipped_at_one", "one_id", "none"],
+    ids=[
+        "slope",
+        "more_ids",
+        "spread",
+        "spread_past_slope",
+        "negative",
+        "clipped_at_one",
+        "one_id",
+        "no_id",
+        "none",
+    ],
 )
-def test_the_share_is_the_clipped_slope_shrunk_by_its_evidence(sums, expected):
-    evidence = _share.ShareEvidence(jnp.asarray([sums], jnp.float32))
-    assert float(_share.shares(evidence)[0]) == pytest.approx(expected, rel=1e-6)
+def test_the_share_is_the_lower_end_of_the_slope_shrunk_by_its_evidence(
+    sums, variance, expected
+):
+    along, norm = sums[0], sums[1]
+    slope = along / norm if norm else 0.0
+    squares = norm * (variance + slope * slope)  # the weighted variance's sums
+    evidence = _share.ShareEvidence(
+        jnp.asarray([sums], jnp.float32), jnp.asarray([squares], jnp.float32)
+    )
+    assert float(_share.shares(evidence)[0]) == pytest.approx(expected, rel=1e-5)
 
 
 def test_one_key_in_holdout_is_a_control_and_a_salt_does_not_change_which():
@@ -88,14 +109,42 @@ def test_record_adds_the_control_entries_read_per_feature():
     )
 
     # Assert: a numpy reference from the definition.
-    expected = np.zeros((2, 4))
+    expected = np.zeros((2, 5))
     for i in range(6):
         f = i % 2
         if read[i] and control[i]:
-            expected[f, :3] += [rows[i] @ buckets[i], buckets[i] @ buckets[i], 1]
+            along, norm = rows[i] @ buckets[i], buckets[i] @ buckets[i]
+            expected[f, [0, 1, 2, 4]] += [along, norm, 1, along**2 / norm]
         expected[f, 3] += new[i] and control[i]
     assert control.any(), "the keys must hold a control key"
-    np.testing.assert_allclose(np.asarray(out.sums), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.sums), expected[:, :4], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.squares), expected[:, 4], rtol=1e-5)
+
+
+def test_a_promoted_control_key_counts_once_however_often_its_batch_repeats_it():
+    # Arrange: one control key promoted in 5 entries of a batch (a feature of
+    # a few values), another in 1, and a treated key in 3.
+    pool = np.arange(400)
+    held, kept = pool[held_out_keys(pool)], pool[~held_out_keys(pool)]
+    values = np.array([held[0]] * 5 + [held[1]] + [kept[0]] * 3)
+    n = len(values)
+    ones = jnp.ones((n, DIM), jnp.float32)
+    new = jnp.ones(n, bool)
+
+    # Act
+    out = _share.record(
+        _share.ShareEvidence.create(1),
+        ones,
+        ones,
+        jnp.ones(n, bool),
+        new,
+        ids_lib.from_numpy(values),
+        jnp.zeros(n, jnp.int32),
+        (0,),
+    )
+
+    # Assert: 6 control entries read, 2 control keys promoted.
+    np.testing.assert_allclose(np.asarray(out.sums)[0], [6 * DIM, 6 * DIM, 6, 2])
 
 
 # A promoted row's first value, and what its slots keep.
@@ -112,7 +161,9 @@ def test_a_promoted_row_starts_from_its_default_plus_its_share_of_the_bucket():
     col = column()
     state = fc.init_state([col], OPT, jax.random.key(0))
     name = col.name
-    share = _share.ShareEvidence(jnp.asarray([[0.5, 1.0, 900.0, 16.0]], jnp.float32))
+    share = _share.ShareEvidence(  # slope 0.5 without spread, halved at 16 ids
+        jnp.asarray([[0.5, 1.0, 900.0, 16.0]], jnp.float32), jnp.asarray([0.25])
+    )
     state = {name: state[name].replace(share=share)}
     candidates = np.arange(1, 400)
     control = int(candidates[held_out_keys(candidates)][0])
@@ -175,8 +226,13 @@ def test_the_share_is_learnt_from_control_rows_that_hold_part_of_their_bucket():
     assert along / norm == pytest.approx(0.4, abs=0.05)
     summary = fc.summary(state)[col.name]
     assert summary["migration_evidence"] == (int(promoted),)
+    squares = float(state[col.name].share.squares[0])
+    slope = along / norm
+    error = np.sqrt((squares / norm - slope**2) / (promoted - 1))
+    assert 0 < error < 0.1  # the rows' spread about their slope, over ~20 ids
+    lower = slope - _share.Z * error
     assert summary["migration_share"][0] == pytest.approx(
-        along / norm * promoted / (promoted + _share.PRIOR_IDS), rel=1e-5
+        lower * promoted / (promoted + _share.PRIOR_IDS), rel=1e-4
     )
     bucket = np.asarray(state[col.name].static.values[0])
     np.testing.assert_allclose(bucket, target, atol=0.05)

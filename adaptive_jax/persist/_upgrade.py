@@ -9,6 +9,9 @@ What changed since, and what a restore does with it (each named in a
   (`share/sums`: none yet, so promoted rows start as under "none" until the
   control rows give some) and the rows new ids start from (`default_values`,
   the target's initializer draw);
+- the evidence's `share/squares` (the spread of the control rows, added
+  since): without it the sums saved alone would read as no spread at all, so
+  both start empty (the target's) and the evidence is gathered again;
 - the admission sketch (`sketch/counts`, `sketch/held`), which was float32 rows
   as wide as the capacity and is now uint8 rows sized from the expected ids:
   of another shape or dtype, it starts empty (the target's), so ids without a
@@ -22,6 +25,7 @@ from __future__ import annotations
 # Leaves added since the first format.
 ADDED = ("stats/nonfinite_rows", "share/sums", "default_values")
 SKETCH = ("sketch/counts", "sketch/held")
+EVIDENCE = ("share/sums", "share/squares")
 
 
 class CheckpointUpgradeWarning(UserWarning):
@@ -35,14 +39,18 @@ def _is(path: str, suffixes: tuple[str, ...]) -> bool:
 
 def from_target(saved: list[dict], target: list[dict]) -> set[str]:
     """The paths of target leaves to take from the target rather than the
-    checkpoint: those added since, and sketches of the old shape (both of a
-    column's sketch leaves, so that they agree)."""
+    checkpoint: those added since, sketches of the old shape (both of a
+    column's sketch leaves, so that they agree) and evidence saved without its
+    squares (both leaves)."""
     saved_leaves = {leaf["path"]: leaf for leaf in saved}
     kept = set()
     for leaf in target:
         path, old = leaf["path"], saved_leaves.get(leaf["path"])
         if old is None and _is(path, ADDED):
             kept.add(path)
+        elif old is None and _is(path, EVIDENCE[1:]):
+            prefix = path[: -len(EVIDENCE[1])]
+            kept |= {prefix + name for name in EVIDENCE}
         elif (
             old is not None
             and _is(path, SKETCH)
