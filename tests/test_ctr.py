@@ -12,7 +12,8 @@ from adaptive_jax.examples.ctr import train as ctr_train
 from adaptive_jax.examples.ctr import variants
 
 NUM_TRAIN, NUM_TEST = 3_000, 1_000
-FAST = ["--batch-size", "256", "--no-progress", "--sweep"]  # no extra sweep
+# No extra sweep; every bucket kept, unchosen (the choice: test_ctr_choice.py).
+FAST = ["--batch-size", "256", "--no-progress", "--sweep", "--rare-zero"]
 SMALL_TABLES = ["--hash-bucket-size", "8192", "--adaptive-hash-bucket-size", "1024"]
 CATEGORIES = data.CATEGORICAL_COLUMNS
 

@@ -186,11 +186,36 @@ def test_bad_rare_zero_options_are_refused_before_any_work(
     assert not (tmp_path / "never").exists()  # refused before the data is made
 
 
-@pytest.mark.slow  # four trainings and 27 scorings: 20-40 s
-def test_rare_zero_auto_trains_adaptive_with_the_fields_chosen(tmp_path, capsys):
+def options(*argv: str):
+    return cli.parser().parse_args(list(argv))
+
+
+@pytest.mark.parametrize(
+    "argv, chooses, rare_zero",
+    [
+        ([], True, ()),  # the default, with the adaptive variant
+        (["--rare-zero", "auto"], True, ()),
+        (["--rare-zero"], False, ()),  # every bucket kept, unchosen
+        (["--rare-zero", "C1", "C5"], False, ("C1", "C5")),
+        (["--budget", "100000"], False, ()),  # a budget sizes every bucket
+        (["--variants", "static", "filtered"], False, ()),  # nothing to choose
+    ],
+    ids=["default", "auto", "keep", "named", "budget", "no_adaptive"],
+)
+def test_the_fields_are_chosen_by_default_unless_named_kept_or_budgeted(
+    argv, chooses, rare_zero
+):
+    args = options(*argv)
+    assert cli.chooses_rare_zero(args) is chooses
+    assert cli.settings_of(args).rare_zero == rare_zero
+
+
+def test_the_adaptive_variant_is_trained_with_the_fields_chosen_by_default(
+    tmp_path, capsys
+):  # four trainings and 27 scorings: 20-40 s
     status = ctr.main(
         ["--data-dir", str(tmp_path / "data"), "--num-train", "3000",
-         "--num-test", "1000", "--variants", "adaptive", "--rare-zero", "auto",
+         "--num-test", "1000", "--variants", "adaptive",
          "--batch-size", "256", "--no-progress", "--no-plot",
          "--output-dir", str(tmp_path)]
     )  # fmt: skip
@@ -202,3 +227,37 @@ def test_rare_zero_auto_trains_adaptive_with_the_fields_chosen(tmp_path, capsys)
     assert chosen["rare_zero"] == best[0]
     assert result["variants"][0]["settings"]["rare_zero"] == best[0]
     assert "chosen on the training split's last 15%" in capsys.readouterr().out
+
+
+def test_a_validation_split_of_one_class_keeps_every_bucket_and_says_why(
+    tmp_path, capsys
+):
+    # Arrange: the last 15% of the training lines are all non-clicks.
+    rng = np.random.default_rng(0)
+
+    def line(i: int, label: int) -> str:
+        ids = [f"{rng.integers(0, 20):08x}" for _ in data.CATEGORICAL_COLUMNS]
+        counts = [str(i)] + ["1"] * (len(data.INTEGER_COLUMNS) - 1)
+        return "\t".join([str(label), *counts, *ids])
+
+    train = [line(i, i % 2 if i < 170 else 0) for i in range(200)]
+    test = [line(i, i % 2) for i in range(200, 260)]
+    (tmp_path / "train.txt").write_text("\n".join(train) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join(test) + "\n")
+
+    # Act
+    status = ctr.main(
+        ["--train", str(tmp_path / "train.txt"), "--test", str(tmp_path / "test.txt"),
+         "--variants", "adaptive", "--batch-size", "64", "--no-progress",
+         "--sweep", "--no-plot", "--output-dir", str(tmp_path)]
+    )  # fmt: skip
+
+    # Assert
+    assert status == 0
+    assert (
+        "keep their buckets, unchosen: the training split's last 15% does not hold both"
+        in capsys.readouterr().out
+    )
+    result = json.loads((tmp_path / "ctr.json").read_text())
+    assert result["rare_zero_choice"]["candidates"] == {}
+    assert result["variants"][0]["settings"]["rare_zero"] == []

@@ -11,7 +11,7 @@ split, and reports AUC, log loss, bytes and speed (`report`). The modules:
 - `scan`: one pass over a split: ids, counts, late ids, the data's defects;
 - `variants`: the columns of each variant, sized from that pass;
 - `choice`: which of adaptive's fields keep their buckets, chosen on the end
-  of the training split held out (`--rare-zero auto`);
+  of the training split held out (by default; `--rare-zero`);
 - `train`: the jitted step, one pass of training, evaluation from the export;
 - `report`: the table, the JSON and the plot;
 - `cli`: the command line's options; `run`: `main(argv)`.

@@ -15,7 +15,9 @@ fields are chosen, on data held out of training, among three candidates:
 Each is trained on the training split and scored on the validation split;
 the best AUC wins (ties: the earlier). The first candidate's model is also
 the one whose buckets are served as 0, field by field (fields without ids in
-training are left out: they have nothing to serve).
+training are left out: they have nothing to serve). A validation split without
+both a click and a non-click scores nothing: every field keeps its bucket,
+and the run says why.
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ class Choice:
         when no field gains, or every field does).
       gains: per field with a bucket, the validation AUC of the first
         candidate with that field's bucket served as 0, minus as trained.
+      unscored: why nothing was scored ("" when the candidates were).
     """
 
     rare_zero: tuple[str, ...]
     candidates: dict[str, tuple[tuple[str, ...], float]]
     gains: dict[str, float]
+    unscored: str = ""
 
 
 def auc(done: run.Trained, tables: dict[str, Any], files: run.Dataset, args) -> float:
@@ -114,6 +118,8 @@ def choose(
 
 def describe(chosen: Choice) -> str:
     """A line saying what was chosen, and on what evidence."""
+    if chosen.unscored:
+        return f"adaptive's fields keep their buckets, unchosen: {chosen.unscored}"
     scores = ", ".join(
         f"{name} {auc:.4f}" for name, (_, auc) in chosen.candidates.items()
     )
@@ -151,5 +157,12 @@ def choose_held_out(
     (the CTR example's `--rare-zero auto`); the test split is not read."""
     with tempfile.TemporaryDirectory() as scratch:
         fit, valid = held_out(files.train, pathlib.Path(scratch))
+        labels = {line.split(b"\t", 1)[0] for line in valid.read_bytes().splitlines()}
+        if not {b"0", b"1"} <= labels:
+            why = (
+                f"the training split's last {VALIDATION:.0%} does not hold both "
+                "a click and a non-click"
+            )
+            return Choice((), {}, {}, unscored=why)
         split = run.Dataset((fit,), (valid,), None)
         return choose(settings, run.survey(split, args), split, args)

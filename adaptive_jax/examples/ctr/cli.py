@@ -98,13 +98,14 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--migration", choices=variants.MIGRATIONS,
                    default=defaults.migration,
                    help="how a promoted id starts (default: %(default)s)")  # fmt: skip
-    m.add_argument("--rare-zero", nargs="+", metavar="FIELD", default=(),
+    m.add_argument("--rare-zero", nargs="*", metavar="FIELD",
                    help="fields of adaptive whose rare and unseen ids read 0 "
-                   "as in filtered (no bucket, the same rows): those whose "
-                   "buckets a validation split shows to cost more than they "
-                   "give; 'auto' chooses them on the training split's last "
-                   "15%% (choice.py: two or three more trainings) "
-                   "(default: none)")  # fmt: skip
+                   "as in filtered (no bucket, the same rows); 'auto' (the "
+                   "default) chooses them on the training split's last 15%% "
+                   "(choice.py: two or three more trainings): every field "
+                   "with its bucket, none, or those whose bucket costs there; "
+                   "no FIELD keeps every bucket unchosen (the default with "
+                   "--budget)")  # fmt: skip
     m.add_argument("--budget", type=int, metavar="BYTES",
                    help="size every variant to BYTES (feature_column."
                    "size_columns: buckets, capacity and threshold from the "
@@ -140,16 +141,21 @@ def settings_of(args: argparse.Namespace) -> variants.Settings:
     fields = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(variants.Settings)
     }
-    rare_zero = () if chooses_rare_zero(args) else tuple(args.rare_zero)
+    named = () if args.rare_zero is None else args.rare_zero
+    rare_zero = () if chooses_rare_zero(args) else tuple(named)
     return variants.Settings(**fields | {"rare_zero": rare_zero})
 
 
 def chooses_rare_zero(args: argparse.Namespace) -> bool:
-    """Whether `--rare-zero auto` asks to choose the fields on validation.
+    """Whether the adaptive variant's fields without a bucket are chosen on
+    validation: `--rare-zero auto`, or no `--rare-zero` (the default) for a
+    run with the adaptive variant and without `--budget`.
 
     Raises:
       ValueError: "auto" beside field names, or beside --budget.
     """
+    if args.rare_zero is None:
+        return "adaptive" in args.variants and args.budget is None
     if "auto" not in args.rare_zero:
         return False
     if len(args.rare_zero) > 1:
