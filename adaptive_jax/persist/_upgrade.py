@@ -25,7 +25,7 @@ from __future__ import annotations
 # Leaves added since the first format.
 ADDED = ("stats/nonfinite_rows", "share/sums", "default_values")
 SKETCH = ("sketch/counts", "sketch/held")
-EVIDENCE = ("share/sums", "share/squares")
+SQUARES, EVIDENCE = "share/squares", ("share/sums", "share/squares")
 
 
 class CheckpointUpgradeWarning(UserWarning):
@@ -48,8 +48,8 @@ def from_target(saved: list[dict], target: list[dict]) -> set[str]:
         path, old = leaf["path"], saved_leaves.get(leaf["path"])
         if old is None and _is(path, ADDED):
             kept.add(path)
-        elif old is None and _is(path, EVIDENCE[1:]):
-            prefix = path[: -len(EVIDENCE[1])]
+        elif old is None and _is(path, (SQUARES,)):
+            prefix = path[: -len(SQUARES)]
             kept |= {prefix + name for name in EVIDENCE}
         elif (
             old is not None
