@@ -45,7 +45,8 @@ def probe(name: str, seed: int, learning_rate: float, init_stddev: float) -> dic
     for variant in ("adaptive", "filtered"):
         done = run.trained(variant, settings, found, files, args)
         test[variant] = choice.auc(done, done.state.tables, files, args)
-    name_of = {c[0]: n for n, c in chosen.candidates.items()}[chosen.rare_zero]
+    names = {c[0]: n for n, c in chosen.candidates.items()}
+    name_of = names.get(chosen.rare_zero, "buckets")  # unscored: every bucket
     if name_of == "buckets":
         test["chosen"] = test["adaptive"]
     elif name_of == "none":
