@@ -263,26 +263,30 @@ def test_a_checkpoint_of_the_earlier_state_restores_with_a_warning(tmp_path):
     np.testing.assert_array_equal(got.stats.distinct, want.stats.distinct)
 
 
+def restored_as_fitted(tmp_path, saved: dict, match: str):
+    """`(restored, target)`: the column state of `saved` restored into a fresh
+    "fitted" column, warned of the leaves `match` names, and that target."""
+    with checkpoint.Checkpointer(tmp_path) as checkpoints:
+        checkpoints.save(1, saved)
+        target = fc.init_state(
+            [column(migration="fitted")], aj.optim.ftrl(0.1), jax.random.key(9)
+        )
+        with pytest.warns(checkpoint.CheckpointUpgradeWarning, match=match):
+            restored = checkpoints.restore(target)
+    return restored["c_embedding"], target["c_embedding"]
+
+
 def test_a_deeprec_checkpoint_restores_into_a_fitted_column(tmp_path):
     """Saved when the default migration was "deeprec" (no evidence, no default
     values), restored under "fitted": the tables come back exactly, the
     evidence starts empty (share 0) and new rows from the target's draw."""
     state = trained_state(column())["embeddings"]
-    with checkpoint.Checkpointer(tmp_path) as checkpoints:
-        checkpoints.save(1, nested(state))
-        target = fc.init_state(
-            [column(migration="fitted")], aj.optim.ftrl(0.1), jax.random.key(9)
-        )
-        with pytest.warns(
-            checkpoint.CheckpointUpgradeWarning,
-            match="c_embedding/default_values.*c_embedding/share/sums",
-        ):
-            restored = checkpoints.restore(target)
-    got, want = restored["c_embedding"], state["c_embedding"]
-    assert_tables_equal(got, want)
+    got, target = restored_as_fitted(
+        tmp_path, nested(state), "c_embedding/default_values.*c_embedding/share/sums"
+    )
+    assert_tables_equal(got, state["c_embedding"])
     assert not np.asarray(got.share.sums).any()
-    want_default = target["c_embedding"].default_values
-    np.testing.assert_array_equal(got.default_values, want_default)
+    np.testing.assert_array_equal(got.default_values, target.default_values)
 
 
 def test_evidence_saved_without_its_squares_starts_again(tmp_path):
@@ -293,18 +297,10 @@ def test_evidence_saved_without_its_squares_starts_again(tmp_path):
     assert np.asarray(state["c_embedding"].share.sums).any()
     old = nested(state)
     del old["c_embedding"]["share"]["squares"]
-    with checkpoint.Checkpointer(tmp_path) as checkpoints:
-        checkpoints.save(1, old)
-        target = fc.init_state(
-            [column(migration="fitted")], aj.optim.ftrl(0.1), jax.random.key(9)
-        )
-        with pytest.warns(
-            checkpoint.CheckpointUpgradeWarning,
-            match="c_embedding/share/squares.*c_embedding/share/sums",
-        ):
-            restored = checkpoints.restore(target)
-    got, want = restored["c_embedding"], state["c_embedding"]
-    assert_tables_equal(got, want)
+    got, _ = restored_as_fitted(
+        tmp_path, old, "c_embedding/share/squares.*c_embedding/share/sums"
+    )
+    assert_tables_equal(got, state["c_embedding"])
     assert not np.asarray(got.share.sums).any()
     assert not np.asarray(got.share.squares).any()
 
