@@ -28,7 +28,7 @@ bookcrossing; on the Criteo slice it chose 0.005, 0.0025 for adaptive). The
 per-id table
 (`per-id`) is the reference the budgets are fractions of. Per budget, every
 family's AUC minus adaptive's is paired with a 95% bootstrap interval over
-the test examples (`ctr_bench._paired`).
+the test examples and the seeds (`ctr_bench._paired`).
 
 Each run is a JSON line on stdout and in `OUT/runs.jsonl`; the summary is the
 last line, also in `OUT/summary.json`; `OUT/budget.md` holds its tables and

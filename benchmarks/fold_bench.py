@@ -6,10 +6,10 @@ ratings_final.txt [--configs NAME ...] [--learning-rate LR] [--seeds 0]
 `lastfm` or `bookcrossing` (their converters split the lines by a hash into
 five folds; the default split tests fold 0).
 
-A paired bootstrap interval over test examples (`ctr_bench.py`) holds the
-test split's sampling noise, not the noise of which lines trained: on a set
-of 34K lines, two splits of the same lines can disagree on the sign of a
-difference. Here every configuration trains and tests on each of the five
+A paired bootstrap interval over test examples and seeds (`ctr_bench.py`)
+holds the test split's sampling noise and the runs', not the noise of which
+lines trained: on a set of 34K lines, two splits of the same lines can
+disagree on the sign of a difference. Here every configuration trains and tests on each of the five
 splits, with the same settings (`--learning-rate`, from `ctr_bench.py`'s
 tuning), and each configuration's AUC minus the reference's (`--reference`,
 default the adaptive column) is summarised over the folds: the mean, and a

@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from adaptive_jax import metrics
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -371,6 +373,52 @@ def test_a_family_is_interpolated_in_log_bytes_inside_its_sizes_only():
     points = [(1e6, 0.70), (4e6, 0.72)]
     assert ctr_bench._at_bytes(points, 2e6) == pytest.approx(0.71)
     assert ctr_bench._at_bytes(points, 8e6) is None
+
+
+def _runs_on_shared_examples(shifts: dict[int, float], n: int = 4000) -> dict:
+    """Results of a reference and of "other" on the same test examples, per
+    seed: "other" moves each positive's score by that seed's shift."""
+    rng = np.random.default_rng(0)
+    labels = (rng.random(n) < 0.3).astype(np.float32)
+    base = labels + rng.normal(size=n)
+    results: dict = {"ref": {}, "other": {}}
+    for seed, shift in shifts.items():
+        results["ref"][seed] = {
+            "labels": labels,
+            "probabilities": base,
+            "auc": metrics.auc(labels, base),
+        }
+        moved = base + shift * labels
+        results["other"][seed] = {
+            "labels": labels,
+            "probabilities": moved,
+            "auc": metrics.auc(labels, moved),
+        }
+    return results
+
+
+def test_the_paired_interval_takes_in_how_a_difference_varies_between_seeds():
+    # A change that helps on two seeds and hurts more on a third: over the
+    # examples alone (seeds fixed) its mean looks like an effect; with the
+    # seeds drawn too, the interval holds 0.
+    shifts = {0: 0.2, 1: 0.2, 2: -0.3}
+    got = ctr_bench._paired(_runs_on_shared_examples(shifts), "ref", list(shifts))
+    other = got["other"]
+    assert other["examples_low"] > 0
+    assert other["low"] < 0 < other["high"]
+    assert got["ref"] == {
+        "mean": 0.0, "low": 0.0, "high": 0.0, "examples_low": 0.0, "examples_high": 0.0
+    }  # fmt: skip
+
+
+def test_the_paired_interval_is_the_examples_alone_when_every_seed_agrees():
+    shifts = {0: 0.1, 1: 0.1, 2: 0.1}
+    got = ctr_bench._paired(_runs_on_shared_examples(shifts), "ref", list(shifts))
+    other = got["other"]
+    assert (other["low"], other["high"]) == pytest.approx(
+        (other["examples_low"], other["examples_high"]), abs=1e-12
+    )
+    assert other["low"] > 0
 
 
 def _spread(mean: float) -> dict:
