@@ -17,7 +17,10 @@ row's coefficient on its bucket (`v . b / |b|**2`, weighted by `|b|**2`),
 the least-squares slope of the control rows on their buckets, less `Z` standard
 errors over the `k` control ids promoted (none with one id), and shrunk toward
 0 while `k` is small (a feature of 7 values has one control id at most: its
-slope says little). Copy only what the evidence says promoted rows hold: on
+slope says little). The error takes the `k` ids as independent while the sums
+weigh each id by its reads, so it is optimistic where a few ids hold most
+reads; measuring each id once instead copied less everywhere and did no
+better (docs/claim.md). Copy only what the evidence says promoted rows hold: on
 frappe a share of 0.2 of its user field's bucket, the slope shrunk by its
 50-odd ids alone, cost a ten-thousandth of AUC against no copy. Every other
 promoted id starts from its initial value plus `share_f * b`, with FTRL slots
