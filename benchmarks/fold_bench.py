@@ -9,13 +9,13 @@ five folds; the default split tests fold 0).
 A paired bootstrap interval over test examples and seeds (`ctr_bench.py`)
 holds the test split's sampling noise and the runs', not the noise of which
 lines trained: on a set of 34K lines, two splits of the same lines can
-disagree on the sign of a difference. Here every configuration trains and tests on each of the five
-splits, with the same settings (`--learning-rate`, from `ctr_bench.py`'s
-tuning), and each configuration's AUC minus the reference's (`--reference`,
-default the adaptive column) is summarised over the folds: the mean, and a
-95% interval from Student's t with 4 degrees of freedom, the seeds' AUCs
-averaged within a fold. JSON lines on stdout, the summary last; runs are kept
-in `OUT/runs.jsonl` as `ctr_bench.py` keeps them.
+disagree on the sign of a difference. Here every configuration trains and
+tests on each of the five splits, with the same settings (`--learning-rate`,
+from `ctr_bench.py`'s tuning), and each configuration's AUC minus the
+reference's (`--reference`, default the adaptive column) is summarised over
+the folds: the mean, and a 95% interval from Student's t with 4 degrees of
+freedom, the seeds' AUCs averaged within a fold. JSON lines on stdout, the
+summary last; runs are kept in `OUT/runs.jsonl` as `ctr_bench.py` keeps them.
 """
 
 from __future__ import annotations
