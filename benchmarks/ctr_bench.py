@@ -287,8 +287,8 @@ def _paired(results: dict[str, dict[int, dict]], reference: str, seeds) -> dict:
     seeds, both with replacement, and averages the drawn seeds' differences.
     `examples_low` and `examples_high`: over the examples alone, the seeds
     fixed; that one reads a difference between two trainings' paths as an
-    effect (two changes of no effect differ by seed more than it allows:
-    docs/claim.md), so the claims use the first."""
+    effect (one change's difference moves from seed to seed by more than it
+    allows: docs/claim.md), so the claims use the first."""
     names = list(results)
     labels = [results[reference][seed]["labels"] for seed in seeds]
     same_examples = all(np.array_equal(x, labels[0]) for x in labels)
