@@ -25,7 +25,8 @@ from __future__ import annotations
 # Leaves added since the first format.
 ADDED = ("stats/nonfinite_rows", "share/sums", "default_values")
 SKETCH = ("sketch/counts", "sketch/held")
-SQUARES, EVIDENCE = "share/squares", ("share/sums", "share/squares")
+SQUARES = "share/squares"
+EVIDENCE = ("share/sums", SQUARES)
 
 
 class CheckpointUpgradeWarning(UserWarning):
